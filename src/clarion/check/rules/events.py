@@ -1,0 +1,67 @@
+"""Each event's `data` is a valid JSON Schema and its `example` satisfies it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from clarion.check.context import CheckContext
+from clarion.diagnostics import Diagnostic, did_you_mean
+from clarion.load import YamlPath
+
+RESERVED_CATEGORIES = frozenset({"all", "none"})
+
+
+def check(ctx: CheckContext) -> Iterator[Diagnostic]:
+    for name, event in ctx.config.events.items():
+        base: YamlPath = ("events", name)
+        if event.category in RESERVED_CATEGORIES or event.category in ctx.config.events:
+            yield ctx.error(
+                "CL208",
+                f"category {event.category!r} would be ambiguous in an event selector",
+                (*base, "category"),
+                hint="`all` and `none` are selector words, and a category cannot share an "
+                "event's name",
+            )
+        try:
+            Draft202012Validator.check_schema(event.data)
+        except SchemaError as exc:
+            where = tuple(exc.absolute_path)
+            yield ctx.error(
+                "CL401",
+                f"event {name!r}: `data` is not a valid JSON Schema: {exc.message}",
+                (*base, "data", *where),
+                hint="`data` is a JSON Schema (draft 2020-12), e.g. {type: object, properties: ...}",
+            )
+            continue
+        if event.example is None:
+            yield ctx.warn(
+                "CL904",
+                f"event {name!r} has no `example`, so its templates are not render-checked",
+                base,
+                hint="add `example:` with a typical `data` value",
+            )
+            continue
+        validator = Draft202012Validator(event.data)
+        for error in sorted(validator.iter_errors(event.example), key=lambda e: list(e.path)):
+            where = tuple(error.absolute_path)
+            pointer = "/" + "/".join(str(p) for p in where)
+            hint = None
+            if error.validator == "required":
+                missing = [k for k in error.validator_value if k not in error.instance]
+                hint = f"add {', '.join(missing)} to the example" if missing else None
+            elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+                known = list(error.schema.get("properties", {})) if isinstance(
+                    error.schema, dict
+                ) else []
+                extra = [k for k in error.instance if k not in known]
+                hint = did_you_mean(extra[0], known) if extra else None
+            yield ctx.error(
+                "CL402",
+                f"event {name!r}: the example does not satisfy `data` at {pointer}: "
+                f"{error.message}",
+                (*base, "example", *where),
+                hint=hint,
+            )

@@ -1,0 +1,38 @@
+"""Every item of an event selector must match at least one event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from clarion.check.context import CheckContext
+from clarion.check.models import Selector
+from clarion.diagnostics import Diagnostic, did_you_mean
+from clarion.load import YamlPath
+
+
+def check(ctx: CheckContext) -> Iterator[Diagnostic]:
+    for name, person in ctx.config.recipients.items():
+        extra = person.__pydantic_extra__ or {}
+        for channel, entries in person.addresses().items():
+            single = not isinstance(extra[channel], list)
+            for index, entry in enumerate(entries):
+                base: YamlPath = ("recipients", name, channel)
+                yield from selector(ctx, entry.events, (*(base if single else (*base, index)), "events"))
+    for index, route in enumerate(ctx.config.routes):
+        yield from selector(ctx, route.events, ("routes", index, "events"))
+
+
+def selector(ctx: CheckContext, value: Selector, path: YamlPath) -> Iterator[Diagnostic]:
+    choices = [*ctx.event_names, *ctx.categories]
+    for _, item, sub in ctx.selector_items(value):
+        if ctx.match_item(item):
+            continue
+        glob = any(ch in item for ch in "*?[")
+        what = "no event matches the pattern" if glob else "no category or event named"
+        yield ctx.error(
+            "CL204",
+            f"{what} {item!r}",
+            (*path, *sub),
+            hint=did_you_mean(item, choices)
+            or ("categories: " + ", ".join(sorted(ctx.categories)) if ctx.categories else None),
+        )

@@ -1,0 +1,52 @@
+"""Stage 5: the `clarion` command. One thin module per command; exit codes are a contract:
+0 success, 1 the input has errors, 2 usage or environment problems."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from clarion import __version__
+from clarion.cli.compile import compile_command
+from clarion.cli.schema import schema_command
+from clarion.cli.validate import validate_command
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="clarion")
+@click.option("--debug", is_flag=True, help="Show a traceback on internal errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Clarion: notifications as code. Validate, compile and (soon) serve a config directory."""
+    ctx.obj = {"debug": debug}
+
+
+cli.add_command(validate_command)
+cli.add_command(compile_command)
+cli.add_command(schema_command)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console entry point: never a traceback for bad input, one line and exit 2 for a bug."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        return cli.main(args=args, prog_name="clarion", standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 2
+        if "--debug" in args:
+            raise
+        click.echo(
+            f"clarion: internal error: {type(exc).__name__}: {exc}\n"
+            "hint: rerun with --debug for a traceback, and report it",
+            err=True,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Pieces several commands share: the config-directory argument, builds, exit code 2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from clarion.compile import Build, build
+from clarion.diagnostics import Diagnostic
+from clarion.load import LoadError
+
+SourceLine = Callable[[Diagnostic], str | None]
+
+config_dir = click.argument(
+    "directory",
+    required=False,
+    default=".",
+    type=click.Path(path_type=Path),
+)
+
+
+class EnvironmentProblem(click.ClickException):
+    """Missing directory, unreadable file, port in use: one line, exit 2."""
+
+    exit_code = 2
+
+
+def build_or_exit(directory: Path) -> Build:
+    try:
+        return build(directory)
+    except LoadError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+
+
+def source_line_of(result: Build) -> SourceLine:
+    """The source line a diagnostic points at, unless it may hold a secret."""
+
+    def source_line(d: Diagnostic) -> str | None:
+        if not d.excerpt or result.document is None or d.location is None:
+            return None
+        if (d.location.file, d.location.line) in result.redacted:
+            return None
+        return result.document.source_line(d.location)
+
+    return source_line

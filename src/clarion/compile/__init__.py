@@ -1,0 +1,70 @@
+"""Stage 3: a checked config becomes one frozen, canonical, content-hashed routing table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from clarion.check import CheckResult, check
+from clarion.compile.builder import build_table
+from clarion.compile.canonical import canonical_bytes, digest
+from clarion.compile.table import TABLE_FORMAT, RoutingTable, table_json_schema
+from clarion.diagnostics import Diagnostic
+from clarion.load import Document, load_directory
+
+__all__ = [
+    "TABLE_FORMAT",
+    "Build",
+    "RoutingTable",
+    "build",
+    "canonical_bytes",
+    "compile_checked",
+    "digest",
+    "table_bytes",
+    "table_json_schema",
+]
+
+
+@dataclass
+class Build:
+    """Everything one run of load -> check -> compile produced."""
+
+    document: Document | None
+    checked: CheckResult | None
+    diagnostics: list[Diagnostic]
+    table: RoutingTable | None = None
+    data: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.table is not None
+
+    @property
+    def digest(self) -> str | None:
+        return digest(self.data) if self.data is not None else None
+
+    @property
+    def redacted(self) -> set[tuple[str, int]]:
+        return self.checked.redacted if self.checked else set()
+
+
+def table_bytes(table: RoutingTable) -> bytes:
+    return canonical_bytes(table.model_dump(mode="json", by_alias=True))
+
+
+def compile_checked(checked: CheckResult) -> RoutingTable:
+    assert checked.context is not None and checked.ok, "compile only a config without errors"
+    return build_table(checked.context)
+
+
+def build(root: Path) -> Build:
+    """Load, check and, when there is no error, compile. Raises LoadError for a missing dir."""
+    loaded = load_directory(root)
+    if loaded.document is None or any(d.is_error for d in loaded.diagnostics):
+        return Build(loaded.document, None, loaded.diagnostics)
+    checked = check(loaded.document)
+    diagnostics = [*loaded.diagnostics, *checked.diagnostics]
+    if not checked.ok:
+        return Build(loaded.document, checked, diagnostics)
+    table = compile_checked(checked)
+    return Build(loaded.document, checked, diagnostics, table, table_bytes(table))
