@@ -126,7 +126,10 @@ CODES: dict[str, tuple[str, str]] = {
     "CL402": ("invalid-example", "an event's `example` does not satisfy its `data` schema"),
     "CL403": ("template-syntax", "a template is not valid Jinja2"),
     "CL404": ("template-render", "a template fails to render against its event's example"),
-    "CL405": ("expression-syntax", "a `when`, `unless`, `key` or `until` expression does not parse"),
+    "CL405": (
+        "expression-syntax",
+        "a `when`, `unless`, `key` or `until` expression does not parse",
+    ),
     "CL406": ("expression-name", "an expression uses a name other than data, contact and event"),
     "CL501": ("invalid-duration", "a duration or offset that does not parse"),
     "CL502": ("invalid-time", "a time of day that is not HH:MM"),
@@ -136,7 +139,10 @@ CODES: dict[str, tuple[str, str]] = {
     "CL506": ("invalid-rate", "a channel rate that is not N/s, N/m or N/h"),
     "CL507": ("flow-shape", "flow steps in an order that cannot run"),
     "CL508": ("cancel-without-key", "`cancel_on` without a `key` to match runs by"),
-    "CL509": ("wait-field", "a `wait.until` field that the event's example does not give as a date"),
+    "CL509": (
+        "wait-field",
+        "a `wait.until` field that the event's example does not give as a date",
+    ),
     "CL601": ("no-sender", "an email channel whose Apprise URL names no sender"),
     "CL602": ("literal-secret", "a credential written into a URL instead of {secret:NAME}"),
     "CL603": ("no-to-placeholder", "a channel URL without the {to} placeholder"),

@@ -1,4 +1,4 @@
-"""Stage 2: is the config right? Shape from the JSON Schema, then models, then every semantic rule."""
+"""Stage 2: is the config right? Shape (JSON Schema), then models, then every semantic rule."""
 
 from __future__ import annotations
 

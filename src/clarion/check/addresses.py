@@ -1,4 +1,4 @@
-"""Normalising addresses: emails with email-validator (no DNS), phones to E.164 with phonenumbers."""
+"""Normalising addresses: email with email-validator (no DNS), phones to E.164 (phonenumbers)."""
 
 from __future__ import annotations
 

@@ -32,9 +32,7 @@ class CheckContext:
         return Diagnostic(code, message, self.at(path), path=path, **kw)
 
     def warn(self, code: str, message: str, path: YamlPath, **kw: Any) -> Diagnostic:
-        return Diagnostic(
-            code, message, self.at(path), path=path, severity=Severity.WARNING, **kw
-        )
+        return Diagnostic(code, message, self.at(path), path=path, severity=Severity.WARNING, **kw)
 
     @cached_property
     def categories(self) -> dict[str, list[str]]:
@@ -99,9 +97,9 @@ class CheckContext:
         for route in self.config.routes:
             channels: set[str] = set()
             for who in route.to:
-                person = self.config.recipients.get(who)
-                if person is not None:
-                    have = set(person.addresses())
+                routed = self.config.recipients.get(who)
+                if routed is not None:
+                    have = set(routed.addresses())
                     channels |= have & set(route.channels) if route.channels else have
             channels &= set(self.config.channels)
             for event in self.expand(route.events):

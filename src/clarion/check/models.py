@@ -104,8 +104,10 @@ class Channel(_Model):
         None,
         description="Apprise URL with `{to}` and `{secret:NAME}` placeholders; a list is tried "
         "in order when one provider fails.",
-        examples=["mailtos://{secret:SMTP_USER}:{secret:SMTP_PASSWORD}@smtp.example.com/"
-                  "?from=billing@example.com&to={to}"],
+        examples=[
+            "mailtos://{secret:SMTP_USER}:{secret:SMTP_PASSWORD}@smtp.example.com/"
+            "?from=billing@example.com&to={to}"
+        ],
     )
     rate: str | None = Field(
         None, description="Pace of sends on this channel: `N/s`, `N/m` or `N/h`.", examples=["20/s"]
@@ -189,7 +191,9 @@ class WaitSpec(_Model):
         None, description="Signed duration added to `until`.", examples=["-2d"]
     )
     at: str | None = Field(
-        None, description="Local time of day (HH:MM) in the contact's time zone.", examples=["09:00"]
+        None,
+        description="Local time of day (HH:MM) in the contact's time zone.",
+        examples=["09:00"],
     )
     late: Literal["skip", "send"] = Field(
         "send", description="`skip`: never send when the moment had passed at planning time."
@@ -238,9 +242,12 @@ class Flow(_Model):
         examples=["{{ data.subscription_id }}"],
     )
     cancel_on: list[str] = Field(
-        default_factory=list, description="Event types that cancel the pending run with the same key."
+        default_factory=list,
+        description="Event types that cancel the pending run with the same key.",
     )
-    steps: list[Step] = Field(min_length=1, description="`wait`, `send` and `emit` steps, in order.")
+    steps: list[Step] = Field(
+        min_length=1, description="`wait`, `send` and `emit` steps, in order."
+    )
 
 
 class Consent(_Model):
@@ -265,9 +272,7 @@ class Contacts(_Model):
 class Templates(_Model):
     """Where templates live."""
 
-    dir: str = Field(
-        "templates", description="Template folder, relative to the config directory."
-    )
+    dir: str = Field("templates", description="Template folder, relative to the config directory.")
 
 
 class Config(_Model):
@@ -293,11 +298,13 @@ class Config(_Model):
         default_factory=dict, description="How messages leave, by channel name."
     )
     recipients: dict[str, Recipient] = Field(
-        default_factory=dict, description="The team: who, where, and which events each address wants."
+        default_factory=dict,
+        description="The team: who, where, and which events each address wants.",
     )
     routes: list[Route] = Field(default_factory=list, description="Routing rules, additive.")
     customer_messages: dict[str, CustomerMessage] = Field(
-        default_factory=dict, description="Messages to the customer named in an event, by event type."
+        default_factory=dict,
+        description="Messages to the customer named in an event, by event type.",
     )
     flows: dict[str, Flow] = Field(default_factory=dict, description="Customer journeys.")
     consent: Consent = Field(default_factory=Consent, description=Consent.__doc__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -62,33 +62,33 @@ def _as_datetime(value: Any, what: str) -> datetime:
     return moment
 
 
-def _date(context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
+def _date(context: Context, value: Any, format: str = "medium") -> str:
     from babel.dates import format_date
 
     moment = _as_datetime(value, "date")
     if moment.tzinfo is not None:
-        tz = zone(str(context.get(ZONE_VAR) or "UTC")) or timezone.utc
+        tz = zone(str(context.get(ZONE_VAR) or "UTC")) or UTC
         moment = moment.astimezone(tz)
     return str(format_date(moment.date(), format=format, locale=_locale(context)))
 
 
-def _datetime(context: Context, value: Any, format: str = "medium") -> str:  # noqa: A002
+def _datetime(context: Context, value: Any, format: str = "medium") -> str:
     from babel.dates import format_datetime
 
     moment = _as_datetime(value, "datetime")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    tz = zone(str(context.get(ZONE_VAR) or "UTC")) or timezone.utc
+        moment = moment.replace(tzinfo=UTC)
+    tz = zone(str(context.get(ZONE_VAR) or "UTC")) or UTC
     return str(format_datetime(moment, format=format, tzinfo=tz, locale=_locale(context)))
 
 
-def _time(context: Context, value: Any, format: str = "short") -> str:  # noqa: A002
+def _time(context: Context, value: Any, format: str = "short") -> str:
     from babel.dates import format_time
 
     moment = _as_datetime(value, "time")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    tz = zone(str(context.get(ZONE_VAR) or "UTC")) or timezone.utc
+        moment = moment.replace(tzinfo=UTC)
+    tz = zone(str(context.get(ZONE_VAR) or "UTC")) or UTC
     return str(format_time(moment, format=format, tzinfo=tz, locale=_locale(context)))
 
 

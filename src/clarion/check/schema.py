@@ -101,12 +101,13 @@ def _type_matches(value: Any, schema: dict[str, Any]) -> bool:
 def _translate(error: ValidationError, document: Document) -> Iterator[Diagnostic]:
     path: YamlPath = tuple(error.absolute_path)
     validator_name = error.validator
-    instance = error.instance
+    expected_value: Any = error.validator_value
+    instance: Any = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
 
     if validator_name in ("anyOf", "oneOf"):
         branches = [b for b in error.context or [] if isinstance(b, ValidationError)]
-        options: list[dict[str, Any]] = list(error.validator_value)
+        options: list[dict[str, Any]] = list(expected_value)
         matching = [i for i, option in enumerate(options) if _type_matches(instance, option)]
         if len(matching) == 1:
             inner = [b for b in branches if b.relative_schema_path[0] == matching[0]]
@@ -167,7 +168,7 @@ def _translate(error: ValidationError, document: Document) -> Iterator[Diagnosti
         return
 
     if validator_name == "required":
-        missing = [k for k in error.validator_value if k not in instance]
+        missing = [k for k in expected_value if k not in instance]
         for key in missing:
             if not path and key == "version":
                 yield Diagnostic(
@@ -197,7 +198,7 @@ def _translate(error: ValidationError, document: Document) -> Iterator[Diagnosti
         return
 
     if validator_name in ("const", "enum"):
-        allowed = error.validator_value if validator_name == "enum" else [error.validator_value]
+        allowed = expected_value if validator_name == "enum" else [expected_value]
         choices = [str(a) for a in allowed]
         yield Diagnostic(
             "CL104",
@@ -210,12 +211,12 @@ def _translate(error: ValidationError, document: Document) -> Iterator[Diagnosti
         return
 
     if validator_name == "type":
-        expected = _describe({"type": error.validator_value})
+        expected = _describe({"type": expected_value})
         yield Diagnostic(
             "CL104",
             f"expected {expected}{_where(path)}, got {_kind(instance)}",
             document.locate(path),
-            hint=_type_hint(instance, error.validator_value),
+            hint=_type_hint(instance, expected_value),
             path=path,
         )
         return
@@ -238,8 +239,10 @@ def _translate(error: ValidationError, document: Document) -> Iterator[Diagnosti
 
 
 def _type_hint(instance: Any, expected: object = None) -> str | None:
-    if expected == "string" and isinstance(instance, int | float) and not isinstance(
-        instance, bool
+    if (
+        expected == "string"
+        and isinstance(instance, int | float)
+        and not isinstance(instance, bool)
     ):
         return "quote it: YAML reads an unquoted number as a number (and drops leading zeros)"
     if expected == "string" and isinstance(instance, bool):

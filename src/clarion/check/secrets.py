@@ -12,8 +12,20 @@ PLACEHOLDER = re.compile(r"\{secret:([^}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MARK = "\x00secret\x00"
 _CREDENTIAL_PARAMS = frozenset(
-    {"password", "pass", "passwd", "token", "secret", "apikey", "api_key", "key", "access_token",
-     "auth", "authorization", "pwd"}
+    {
+        "password",
+        "pass",
+        "passwd",
+        "token",
+        "secret",
+        "apikey",
+        "api_key",
+        "key",
+        "access_token",
+        "auth",
+        "authorization",
+        "pwd",
+    }
 )
 # Where each scheme carries a credential besides `user:password@` and the query string.
 _USER_IS_CREDENTIAL = frozenset({"whatsapp", "pover", "pushover", "join", "prowl"})

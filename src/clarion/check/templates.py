@@ -1,4 +1,4 @@
-"""Finding templates: `<dir>/<locale>/<name>.<channel>.j2`, `<dir>/<name>.<channel>.j2`, built-ins."""
+"""Finding templates: `<dir>/<locale>/<name>.<channel>.j2`, `<dir>/<name>.<channel>.j2`."""
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ def parse_rate(text: str) -> tuple[int, int] | None:
     match = _RATE.match(text.strip())
     if not match or int(match.group(1)) == 0:
         return None
-    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}.get(match.group(2), 3600)
+    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}.get(
+        match.group(2), 3600
+    )
     return int(match.group(1)), per
 
 

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=args, prog_name="clarion", standalone_mode=True)
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 2
+    except Exception as exc:
         if "--debug" in args:
             raise
         click.echo(

@@ -23,11 +23,12 @@ def compile_command(directory: Path, output: Path | None) -> None:
     """Compile a config directory into one immutable routing table (canonical JSON)."""
     result = build_or_exit(directory)
     if result.diagnostics:
-        color = click.get_text_stream("stderr").isatty()
+        color = sys.stderr.isatty()
         click.echo(reporters.text(result.diagnostics, source_line_of(result), color), err=True)
     if result.data is None:
-        click.echo(f"{directory}: {reporters.summary(result.diagnostics)}; nothing written",
-                   err=True)
+        click.echo(
+            f"{directory}: {reporters.summary(result.diagnostics)}; nothing written", err=True
+        )
         raise SystemExit(1)
     if output is None:
         sys.stdout.buffer.write(result.data)

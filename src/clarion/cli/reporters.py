@@ -10,7 +10,6 @@ import click
 from clarion import __version__
 from clarion.diagnostics import CODES, Diagnostic
 
-DOCS = "https://github.com/clarion-notify/clarion/blob/main/docs/diagnostics.md"
 SourceLine = Callable[[Diagnostic], str | None]
 
 
@@ -27,8 +26,11 @@ def text(diagnostics: Sequence[Diagnostic], source_line: SourceLine, color: bool
     blocks = []
     for d in diagnostics:
         severity = d.severity.value
-        label = click.style(f"{severity}[{d.code}]", fg="red" if d.is_error else "yellow",
-                            bold=True) if color else f"{severity}[{d.code}]"
+        label = (
+            click.style(f"{severity}[{d.code}]", fg="red" if d.is_error else "yellow", bold=True)
+            if color
+            else f"{severity}[{d.code}]"
+        )
         where = f"{d.location}: " if d.location else ""
         lines = [f"{where}{label} {d.message}"]
         line = source_line(d)
@@ -39,8 +41,10 @@ def text(diagnostics: Sequence[Diagnostic], source_line: SourceLine, color: bool
             if d.location.column:
                 caret_at = _display_width(line[: d.location.column - 1])
                 caret = "^"
-                lines.append(f" {pad} | {' ' * caret_at}" + (
-                    click.style(caret, fg="red", bold=True) if color else caret))
+                lines.append(
+                    f" {pad} | {' ' * caret_at}"
+                    + (click.style(caret, fg="red", bold=True) if color else caret)
+                )
         for note, location in d.related:
             lines.append(f"note: {note}: {location}")
         if d.hint:
@@ -100,7 +104,7 @@ def sarif(diagnostics: Sequence[Diagnostic]) -> str:
             "id": code,
             "name": CODES[code][0],
             "shortDescription": {"text": CODES[code][1]},
-            "helpUri": f"{DOCS}#{code.lower()}",
+            "help": {"text": f"See docs/diagnostics.md, section {code}."},
         }
         for code in used
     ]
@@ -132,7 +136,6 @@ def sarif(diagnostics: Sequence[Diagnostic]) -> str:
                     "driver": {
                         "name": "clarion",
                         "version": __version__,
-                        "informationUri": "https://github.com/clarion-notify/clarion",
                         "rules": rules,
                     }
                 },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -38,7 +39,7 @@ def validate_command(directory: Path, fmt: str | None, strict: bool) -> None:
     elif fmt == "sarif":
         click.echo(reporters.sarif(diagnostics))
     else:
-        color = click.get_text_stream("stdout").isatty()
+        color = sys.stdout.isatty()
         if diagnostics:
             click.echo(reporters.text(diagnostics, source_line_of(result), color))
             click.echo()

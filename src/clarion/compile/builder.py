@@ -98,8 +98,10 @@ def resolve(ctx: CheckContext, selector: SelectorSpec) -> t.Selector:
 
 
 def _channel(channel: Channel) -> t.Channel:
-    urls = channel.apprise if isinstance(channel.apprise, list) else (
-        [channel.apprise] if channel.apprise else []
+    urls = (
+        channel.apprise
+        if isinstance(channel.apprise, list)
+        else ([channel.apprise] if channel.apprise else [])
     )
     rate = parse_rate(channel.rate) if channel.rate else None
     return t.Channel(

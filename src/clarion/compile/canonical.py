@@ -1,4 +1,4 @@
-"""Canonical JSON: sorted keys, no insignificant space, UTF-8, one trailing newline; and its digest."""
+"""Canonical JSON (sorted keys, no spaces, UTF-8, one trailing newline) and its digest."""
 
 from __future__ import annotations
 

@@ -31,8 +31,10 @@ class Selector(_Model):
     def matches(self, event: str, category: str | None) -> bool:
         if event in self.except_:
             return False
-        return self.all or event in self.events or (
-            category is not None and category in self.categories
+        return (
+            self.all
+            or event in self.events
+            or (category is not None and category in self.categories)
         )
 
 
@@ -50,7 +52,9 @@ class Rate(_Model):
 
 class Channel(_Model):
     address: Literal["email", "phone", "url", "inbox"]
-    apprise: list[str] = Field(description="Provider URLs in failover order; secrets as placeholders.")
+    apprise: list[str] = Field(
+        description="Provider URLs in failover order; secrets as placeholders."
+    )
     rate: Rate | None = None
 
 
@@ -129,7 +133,7 @@ class Flow(_Model):
 
 
 class RoutingTable(_Model):
-    format: Literal["clarion.routing-table/1"] = TABLE_FORMAT
+    format: Literal["clarion.routing-table/1"] = "clarion.routing-table/1"
     defaults: Defaults
     channels: dict[str, Channel]
     events: dict[str, Event]

@@ -189,17 +189,17 @@ def _merge(document: Document, result: FileResult, diagnostics: list[Diagnostic]
     # One pass over this file's locations: paths stay as they are, except list sections, whose
     # indexes move past the entries earlier files gave.
     for table, into in ((result.values, document.values), (result.keys, document.keys)):
-        for path, loc in table.items():
-            if path[:1] in rejected or path[:2] in rejected:
+        for where, loc in table.items():
+            if where[:1] in rejected or where[:2] in rejected:
                 continue
-            shift = shifts.get(path[0]) if path else None
+            shift = shifts.get(str(where[0])) if where else None
             if shift is not None:
-                if len(path) < 2:
+                if len(where) < 2:
                     continue
-                index = path[1]
+                index = where[1]
                 assert isinstance(index, int)
-                path = (path[0], index + shift, *path[2:])
-            into.setdefault(path, loc)
+                where = (where[0], index + shift, *where[2:])
+            into.setdefault(where, loc)
 
 
 _SINGULAR = {

@@ -1,4 +1,4 @@
-"""Email addresses and phone numbers must be valid; one address once per channel; device names unique."""
+"""Valid emails and phone numbers; an address once per channel; one name per device."""
 
 from __future__ import annotations
 

@@ -19,8 +19,10 @@ EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 def check(ctx: CheckContext) -> Iterator[Diagnostic]:
     for name, channel in ctx.config.channels.items():
         base: YamlPath = ("channels", name)
-        urls = channel.apprise if isinstance(channel.apprise, list) else (
-            [channel.apprise] if channel.apprise is not None else []
+        urls = (
+            channel.apprise
+            if isinstance(channel.apprise, list)
+            else ([channel.apprise] if channel.apprise is not None else [])
         )
         listed = isinstance(channel.apprise, list)
         if channel.address in ("url", "inbox") and urls:
@@ -39,7 +41,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                 "CL604",
                 f"channel {name!r} ({channel.address}) needs an `apprise` URL",
                 base,
-                hint="e.g. apprise: \"twilio://{secret:SID}:{secret:TOKEN}@15551234567/{to}\"",
+                hint='e.g. apprise: "twilio://{secret:SID}:{secret:TOKEN}@15551234567/{to}"',
             )
         for index, url in enumerate(urls):
             path: YamlPath = (*base, "apprise", index) if listed else (*base, "apprise")

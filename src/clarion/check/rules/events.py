@@ -33,7 +33,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                 "CL401",
                 f"event {name!r}: `data` is not a valid JSON Schema: {exc.message}",
                 (*base, "data", *where),
-                hint="`data` is a JSON Schema (draft 2020-12), e.g. {type: object, properties: ...}",
+                hint="`data` is a JSON Schema (draft 2020-12): {type: object, properties: ...}",
             )
             continue
         if event.example is None:
@@ -53,9 +53,11 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                 missing = [k for k in error.validator_value if k not in error.instance]
                 hint = f"add {', '.join(missing)} to the example" if missing else None
             elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-                known = list(error.schema.get("properties", {})) if isinstance(
-                    error.schema, dict
-                ) else []
+                known = (
+                    list(error.schema.get("properties", {}))
+                    if isinstance(error.schema, dict)
+                    else []
+                )
                 extra = [k for k in error.instance if k not in known]
                 hint = did_you_mean(extra[0], known) if extra else None
             yield ctx.error(

@@ -28,7 +28,9 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
             )
         if not any(isinstance(step, SendStep) for step in flow.steps):
             yield ctx.error(
-                "CL507", f"flow {name!r} never sends anything", (*base, "steps"),
+                "CL507",
+                f"flow {name!r} never sends anything",
+                (*base, "steps"),
                 hint="add a `send` step",
             )
         sent = False
@@ -78,9 +80,7 @@ def _wait(ctx: CheckContext, flow: Flow, step: WaitStep, path: YamlPath) -> Iter
     if wait.until is None:
         for key, value in (("offset", wait.offset), ("at", wait.at)):
             if value is not None:
-                yield ctx.error(
-                    "CL507", f"`{key}` only goes with `until`", (*path, key)
-                )
+                yield ctx.error("CL507", f"`{key}` only goes with `until`", (*path, key))
     if wait.offset is not None and parse_offset(wait.offset) is None:
         yield ctx.error(
             "CL501",

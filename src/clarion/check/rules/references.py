@@ -1,4 +1,4 @@
-"""Every name used must be defined: events, recipients, channels; addresses must fit their channel."""
+"""Every name used is defined (events, recipients, channels); addresses fit their channel."""
 
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
             single = not isinstance(extra[channel], list)
             for index, entry in enumerate(entries):
                 base: YamlPath = ("recipients", name, channel)
-                yield from selector(ctx, entry.events, (*(base if single else (*base, index)), "events"))
+                yield from selector(
+                    ctx, entry.events, (*(base if single else (*base, index)), "events")
+                )
     for index, route in enumerate(ctx.config.routes):
         yield from selector(ctx, route.events, ("routes", index, "events"))
 

@@ -1,4 +1,4 @@
-"""Every referenced template exists and renders against its event's example in every locale it has."""
+"""Every referenced template exists and renders against its event's example in each locale."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 from clarion.check.context import CheckContext
 from clarion.check.models import SendStep
 from clarion.check.rendering import TEMPLATE_NAMES, parse_template, render, unknown_names
-from clarion.check.templates import TemplateFile
 from clarion.check.rules.settings import known_locale
+from clarion.check.templates import TemplateFile
 from clarion.diagnostics import Diagnostic, Location, Severity, did_you_mean
 from clarion.load import YamlPath
 
@@ -37,8 +37,8 @@ def uses(ctx: CheckContext) -> list[Use]:
     out: list[Use] = []
     for event_name, event in sorted(config.events.items()):
         name = event.template or event_name
-        path: YamlPath = ("events", event_name, "template") if event.template else (
-            "events", event_name
+        path: YamlPath = (
+            ("events", event_name, "template") if event.template else ("events", event_name)
         )
         for channel in sorted(ctx.team_reach.get(event_name, set())):
             out.append(Use(name, channel, event_name, path, False, True))
@@ -67,7 +67,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
             Location(display),
             severity=Severity.WARNING,
         )
-    for (name, _channel), variants in sorted(index.files.items()):
+    for variants in index.files.values():
         for locale in variants:
             if locale is not None and not known_locale(locale):
                 yield Diagnostic(
@@ -89,9 +89,11 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
         if not variants:
             if use.required:
                 yield _missing(ctx, use, "")
-            elif use.path[-1] == "template" and not any(
-                n == use.name for n, _ in index.files
-            ) and (use.name, use.path) not in explicit_missing:
+            elif (
+                use.path[-1] == "template"
+                and not any(n == use.name for n, _ in index.files)
+                and (use.name, use.path) not in explicit_missing
+            ):
                 explicit_missing.add((use.name, use.path))
                 yield _missing(ctx, use, "", any_channel=True)
             continue
@@ -212,9 +214,7 @@ def _render(ctx: CheckContext, use: Use, file: TemplateFile, locale: str) -> Ite
         return
     context = sample_context(ctx, use.event, locale, use.team)
     try:
-        render(
-            file.source, context, locale=locale, timezone_name=ctx.config.defaults.timezone
-        )
+        render(file.source, context, locale=locale, timezone_name=ctx.config.defaults.timezone)
     except TemplateError as exc:
         line = _template_line(exc.__traceback__)
         detail = exc.message or str(exc)

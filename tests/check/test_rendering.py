@@ -1,0 +1,63 @@
+"""Template filters format money and dates for the reader; headers split off the body."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
+
+from clarion.check.rendering import render, split_headers
+
+
+def show(source: str, locale: str = "en", tz: str = "Europe/Madrid", **data: object) -> str:
+    return render(source, {"data": data}, locale=locale, timezone_name=tz).body
+
+
+@pytest.mark.parametrize(
+    ("locale", "amount", "currency", "expected"),
+    [
+        ("en", 4999, "EUR", "€49.99"),
+        ("es", 4999, "EUR", "49,99\xa0€"),
+        ("en", 4999, "JPY", "¥4,999"),  # no minor units
+        ("id", 150000000, "IDR", "Rp1.500.000,00"),  # CLDR: no space in id
+        ("en", 1000, "KWD", "KWD1.000"),  # three minor units
+    ],
+)
+def test_money_from_minor_units(locale: str, amount: int, currency: str, expected: str) -> None:
+    assert show("{{ data.a | money(data.c) }}", locale, a=amount, c=currency) == expected
+
+
+def test_money_refuses_a_non_integer_amount() -> None:
+    with pytest.raises(TemplateError, match="integer amount in minor units"):
+        show("{{ data.a | money('EUR') }}", a="49.99")
+
+
+def test_dates_in_locale_and_time_zone() -> None:
+    assert show("{{ data.d | date }}", "en", d="2026-03-10") == "Mar 10, 2026"
+    assert show("{{ data.d | date('long') }}", "es", d="2026-03-10") == "10 de marzo de 2026"
+    # 23:30 UTC is already the next day in Madrid
+    assert show("{{ data.t | date }}", "en", t="2026-03-10T23:30:00Z") == "Mar 11, 2026"
+    assert (
+        show("{{ data.t | time }}", "en", "Asia/Jakarta", t="2026-03-10T02:00:00Z")
+        == "9:00\u202fAM"
+    )
+
+
+def test_undefined_is_an_error_and_the_sandbox_holds() -> None:
+    with pytest.raises(TemplateError):
+        show("{{ data.missing }}")
+    with pytest.raises(SecurityError):
+        show("{{ data.__class__.__mro__ }}")
+    with pytest.raises(SecurityError):
+        show("{{ data.x.append(1) }}", x=[])
+
+
+def test_headers() -> None:
+    message = split_headers("Subject: Paid\nLink: https://x.example/1\nHello\n\nBye\n")
+    assert (message.subject, message.link, message.body) == (
+        "Paid",
+        "https://x.example/1",
+        "Hello\n\nBye",
+    )
+    plain = split_headers("Amount: 5\nSubject: late")
+    assert plain.subject is None and plain.body.startswith("Amount")
