@@ -1,11 +1,11 @@
-"""Benchmark: validate + compile a large, valid config, against plain YAML parsing of the same files.
+"""Benchmark: validate + compile a large, valid config, against plain YAML parsing of it.
 
-    python benchmarks/compile_large.py [--runs N] [--keep DIR]
+    python benchmarks/compile_large.py [--runs N] [--keep DIR] [--profile N]
 
-1. Generates (fixed seeds: the same bytes every run) a config of 5,000 recipients (email, in-app inbox
-   and two push devices each, one device in ten switched off), 500 event types in 20 categories,
-   300 routes, 50 flows, 60 customer messages and 200 templates in two locales, split over ~40 YAML
-   files and ~900 template files.
+1. Generates (fixed seeds: the same bytes every run) a config of 5,000 recipients (email,
+   in-app inbox and two push devices each, one device in ten switched off), 500 event types in
+   20 categories, 300 routes, 50 flows, 60 customer messages and 200 templates in two locales,
+   split over 38 YAML files and 908 template files.
 2. Runs `clarion.compile.build()` on it in a fresh subprocess, N times (default 3): time spent in
    build(), the whole process's wall time and its peak RSS. Fails (exit 1) if the build reports any
    error or warning, or if the table's digest differs between runs.
@@ -54,30 +54,92 @@ TEAM_TEMPLATES_PER_CATEGORY = 5  # 100 team templates (email, push, in_app)
 N_FLOW_TEMPLATES = 40  # 100 + 60 + 40 = 200 template names
 
 CATEGORIES = [
-    ("payments", "payment"), ("payouts", "payout"), ("refunds", "refund"),
-    ("disputes", "dispute"), ("orders", "order"), ("shipping", "shipment"),
-    ("subscriptions", "subscription"), ("invoices", "invoice"), ("customers", "customer"),
-    ("licenses", "license"), ("inventory", "stock"), ("security", "login"),
-    ("accounts", "account"), ("support", "ticket"), ("reviews", "review"),
-    ("marketing", "campaign"), ("fraud", "risk"), ("compliance", "kyc"),
-    ("billing", "charge"), ("integrations", "webhook"),
+    ("payments", "payment"),
+    ("payouts", "payout"),
+    ("refunds", "refund"),
+    ("disputes", "dispute"),
+    ("orders", "order"),
+    ("shipping", "shipment"),
+    ("subscriptions", "subscription"),
+    ("invoices", "invoice"),
+    ("customers", "customer"),
+    ("licenses", "license"),
+    ("inventory", "stock"),
+    ("security", "login"),
+    ("accounts", "account"),
+    ("support", "ticket"),
+    ("reviews", "review"),
+    ("marketing", "campaign"),
+    ("fraud", "risk"),
+    ("compliance", "kyc"),
+    ("billing", "charge"),
+    ("integrations", "webhook"),
 ]
 ACTIONS = [
-    "created", "updated", "deleted", "failed", "succeeded", "pending", "approved", "rejected",
-    "expired", "renewed", "canceled", "paused", "resumed", "scheduled", "completed", "escalated",
-    "opened", "closed", "reopened", "flagged", "verified", "archived", "restored", "overdue",
+    "created",
+    "updated",
+    "deleted",
+    "failed",
+    "succeeded",
+    "pending",
+    "approved",
+    "rejected",
+    "expired",
+    "renewed",
+    "canceled",
+    "paused",
+    "resumed",
+    "scheduled",
+    "completed",
+    "escalated",
+    "opened",
+    "closed",
+    "reopened",
+    "flagged",
+    "verified",
+    "archived",
+    "restored",
+    "overdue",
     "reminded",
 ]
-REASONS = ["card_declined", "insufficient_funds", "expired", "manual_review", "customer_request",
-           "duplicate", "fraudulent", "technical_error"]
+REASONS = [
+    "card_declined",
+    "insufficient_funds",
+    "expired",
+    "manual_review",
+    "customer_request",
+    "duplicate",
+    "fraudulent",
+    "technical_error",
+]
 CURRENCIES = ["EUR", "USD", "GBP", "JPY", "SEK", "PLN", "IDR"]
-TIMEZONES = ["Europe/Madrid", "Europe/London", "America/New_York", "Asia/Jakarta",
-             "Europe/Warsaw", "America/Sao_Paulo", "Asia/Tokyo", "Australia/Sydney"]
+TIMEZONES = [
+    "Europe/Madrid",
+    "Europe/London",
+    "America/New_York",
+    "Asia/Jakarta",
+    "Europe/Warsaw",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+]
 TEAM_CHANNELS = ("email", "push", "in_app")
-CUSTOMER_CHANNEL_SETS = [["email"], ["email", "sms"], ["whatsapp"], ["email", "push"], ["sms"],
-                         ["whatsapp", "email"], ["push"]]
-FLOW_CONTACT_CHANNEL_SETS = [["email"], ["email", "sms"], ["whatsapp"], ["email", "push"],
-                             ["sms", "push"]]
+CUSTOMER_CHANNEL_SETS = [
+    ["email"],
+    ["email", "sms"],
+    ["whatsapp"],
+    ["email", "push"],
+    ["sms"],
+    ["whatsapp", "email"],
+    ["push"],
+]
+FLOW_CONTACT_CHANNEL_SETS = [
+    ["email"],
+    ["email", "sms"],
+    ["whatsapp"],
+    ["email", "push"],
+    ["sms", "push"],
+]
 FLOW_TEAM_CHANNELS = ["email", "in_app"]
 
 
@@ -172,9 +234,11 @@ class Catalog:
         return list(self.events)
 
     def glob_items(self) -> list[str]:
-        return [f"{self.prefix[c]}.*" for c in self.by_category] + [
-            f"*.{a}" for a in ACTIONS[:EVENTS_PER_CATEGORY]
-        ] + [f"{self.prefix[c]}.?e*" for c in list(self.by_category)[:5]]
+        return (
+            [f"{self.prefix[c]}.*" for c in self.by_category]
+            + [f"*.{a}" for a in ACTIONS[:EVENTS_PER_CATEGORY]]
+            + [f"{self.prefix[c]}.?e*" for c in list(self.by_category)[:5]]
+        )
 
 
 def selector(rng: random.Random, cat: Catalog, allow_none: bool = True) -> Any:
@@ -238,9 +302,10 @@ def team_template_text(category: str, prefix: str, channel: str, es: bool) -> st
         )
     link = f"Link: https://dashboard.yourcompany.com/{category}/{{{{ {id_field} }}}}\n"
     return (
-        "Subject: {{ event.description }}\n" + link +
-        ("Vence el {{ data.due_date | date }}" if es else "Due {{ data.due_date | date }}") +
-        " · {{ data.amount | money(data.currency) }}\n"
+        "Subject: {{ event.description }}\n"
+        + link
+        + ("Vence el {{ data.due_date | date }}" if es else "Due {{ data.due_date | date }}")
+        + " · {{ data.amount | money(data.currency) }}\n"
     )
 
 
@@ -257,21 +322,23 @@ def customer_template_text(channel: str, example: dict[str, Any], es: bool) -> s
                 "Subject: {{ event.description }} {{ data.reference }}\n"
                 f"Hola {hello}:\n\n"
                 "Importe: {{ data.amount | money(data.currency) }}\n"
-                "Fecha: {{ data.due_date | date(format='long') }}\n" + extra +
-                "\nGracias.\n"
+                "Fecha: {{ data.due_date | date(format='long') }}\n" + extra + "\nGracias.\n"
             )
         return (
             "Subject: {{ event.description }} {{ data.reference }}\n"
             f"Hi {hello},\n\n"
             "Amount: {{ data.amount | money(data.currency) }}\n"
-            "Date: {{ data.due_date | date(format='long') }}\n" + extra +
-            "\nThank you.\n"
+            "Date: {{ data.due_date | date(format='long') }}\n" + extra + "\nThank you.\n"
         )
     if es:
-        return f"Hola {hello}: {{{{ event.description }}}} {{{{ data.reference }}}}, " \
+        return (
+            f"Hola {hello}: {{{{ event.description }}}} {{{{ data.reference }}}}, "
             "{{ data.amount | money(data.currency) }}.\n" + extra
-    return f"Hi {hello}: {{{{ event.description }}}} {{{{ data.reference }}}}, " \
+        )
+    return (
+        f"Hi {hello}: {{{{ event.description }}}} {{{{ data.reference }}}}, "
         "{{ data.amount | money(data.currency) }}.\n" + extra
+    )
 
 
 def flow_template_text(channel: str, es: bool) -> str:
@@ -298,8 +365,10 @@ def flow_template_text(channel: str, es: bool) -> str:
             "{{ data.amount | money(data.currency) }} · {{ data.due_date | date }}\n"
         )
     word = "Recordatorio" if es else "Reminder"
-    return f"{word}: {{{{ data.reference }}}}, {{{{ data.amount | money(data.currency) }}}} " \
+    return (
+        f"{word}: {{{{ data.reference }}}}, {{{{ data.amount | money(data.currency) }}}} "
         "({{ data.due_date | date(format='short') }})\n"
+    )
 
 
 def generate(root: Path, seed: int = 20261124) -> dict[str, int]:
@@ -320,37 +389,63 @@ def generate(root: Path, seed: int = 20261124) -> dict[str, int]:
         counts["template_files"] += 1
 
     # -- settings and channels ---------------------------------------------------------------
-    write("clarion.yaml", {
-        "version": 1,
-        "defaults": {"timezone": "Europe/Madrid", "locale": "en", "phone_region": "ES",
-                     "catch_up": "1h"},
-        "consent": {"default": {"email": True, "sms": True, "whatsapp": True, "push": True}},
-        "contacts": {"unique": ["phone", "email"]},
-        "templates": {"dir": "templates"},
-    }, "Generated by benchmarks/compile_large.py: settings.")
-    write("channels.yaml", {"channels": {
-        "email": {"address": "email", "apprise": "mailtos://{secret:SMTP_USER}:{secret:SMTP_PASSWORD}"
-                  "@smtp.example.com/?from=alerts@yourcompany.com&to={to}"},
-        "sms": {"address": "phone", "apprise": [
-            "twilio://{secret:TWILIO_SID}:{secret:TWILIO_TOKEN}@15551234567/{to}",
-            "vonage://{secret:VONAGE_KEY}:{secret:VONAGE_SECRET}@15551234567/{to}"]},
-        "whatsapp": {"address": "phone",
-                     "apprise": "whatsapp://{secret:WHATSAPP_TOKEN}@{secret:WHATSAPP_FROM_ID}/{to}"},
-        "push": {"address": "url", "rate": "20/s"},
-        "in_app": {"address": "inbox"},
-    }}, "Generated: channels.")
+    write(
+        "clarion.yaml",
+        {
+            "version": 1,
+            "defaults": {
+                "timezone": "Europe/Madrid",
+                "locale": "en",
+                "phone_region": "ES",
+                "catch_up": "1h",
+            },
+            "consent": {"default": {"email": True, "sms": True, "whatsapp": True, "push": True}},
+            "contacts": {"unique": ["phone", "email"]},
+            "templates": {"dir": "templates"},
+        },
+        "Generated by benchmarks/compile_large.py: settings.",
+    )
+    write(
+        "channels.yaml",
+        {
+            "channels": {
+                "email": {
+                    "address": "email",
+                    "apprise": "mailtos://{secret:SMTP_USER}:{secret:SMTP_PASSWORD}"
+                    "@smtp.example.com/?from=alerts@yourcompany.com&to={to}",
+                },
+                "sms": {
+                    "address": "phone",
+                    "apprise": [
+                        "twilio://{secret:TWILIO_SID}:{secret:TWILIO_TOKEN}@15551234567/{to}",
+                        "vonage://{secret:VONAGE_KEY}:{secret:VONAGE_SECRET}@15551234567/{to}",
+                    ],
+                },
+                "whatsapp": {
+                    "address": "phone",
+                    "apprise": "whatsapp://{secret:WHATSAPP_TOKEN}@{secret:WHATSAPP_FROM_ID}/{to}",
+                },
+                "push": {"address": "url", "rate": "20/s"},
+                "in_app": {"address": "inbox"},
+            }
+        },
+        "Generated: channels.",
+    )
 
     # -- catalogue: one file per category -----------------------------------------------------
     for category, names in cat.by_category.items():
-        write(f"catalog/{category}.yaml", {"events": {n: cat.events[n] for n in names}},
-              f"Generated: the {category} events.")
+        write(
+            f"catalog/{category}.yaml",
+            {"events": {n: cat.events[n] for n in names}},
+            f"Generated: the {category} events.",
+        )
 
     # -- recipients: one file per 500 -----------------------------------------------------------
     recipient_names = [f"user{i:05d}" for i in range(N_RECIPIENTS)]
     device_counter = 0
     for start in range(0, N_RECIPIENTS, RECIPIENTS_PER_FILE):
         chunk: dict[str, Any] = {}
-        for name in recipient_names[start:start + RECIPIENTS_PER_FILE]:
+        for name in recipient_names[start : start + RECIPIENTS_PER_FILE]:
             person: dict[str, Any] = {}
             if rng.random() < 0.3:
                 person["timezone"] = rng.choice(TIMEZONES)
@@ -373,8 +468,11 @@ def generate(root: Path, seed: int = 20261124) -> dict[str, int]:
                 devices.append(entry)
             person["push"] = devices
             chunk[name] = person
-        write(f"team/recipients-{start // RECIPIENTS_PER_FILE + 1:02d}.yaml",
-              {"recipients": chunk}, f"Generated: recipients {start}..{start + len(chunk) - 1}.")
+        write(
+            f"team/recipients-{start // RECIPIENTS_PER_FILE + 1:02d}.yaml",
+            {"recipients": chunk},
+            f"Generated: recipients {start}..{start + len(chunk) - 1}.",
+        )
 
     # -- routes ----------------------------------------------------------------------------------
     whens = [
@@ -404,8 +502,11 @@ def generate(root: Path, seed: int = 20261124) -> dict[str, int]:
             route["channels"] = sorted(rng.sample(TEAM_CHANNELS, rng.randint(1, 3)))
         routes.append(route)
     for start in range(0, N_ROUTES, ROUTES_PER_FILE):
-        write(f"routes/routes-{start // ROUTES_PER_FILE + 1}.yaml",
-              {"routes": routes[start:start + ROUTES_PER_FILE]}, "Generated: routes.")
+        write(
+            f"routes/routes-{start // ROUTES_PER_FILE + 1}.yaml",
+            {"routes": routes[start : start + ROUTES_PER_FILE]},
+            "Generated: routes.",
+        )
 
     # -- team templates ----------------------------------------------------------------------
     for category, prefix in CATEGORIES[:N_CATEGORIES]:
@@ -434,9 +535,12 @@ def generate(root: Path, seed: int = 20261124) -> dict[str, int]:
 
     # -- flows -------------------------------------------------------------------------------
     # 40 flow templates: 28 to the contact, 12 to team recipients; each one used by some flow.
-    contact_templates = [(f"flow_contact_{i:02d}", FLOW_CONTACT_CHANNEL_SETS[i % 5])
-                         for i in range(28)]
-    team_templates = [(f"flow_team_{i:02d}", FLOW_TEAM_CHANNELS) for i in range(N_FLOW_TEMPLATES - 28)]
+    contact_templates = [
+        (f"flow_contact_{i:02d}", FLOW_CONTACT_CHANNEL_SETS[i % 5]) for i in range(28)
+    ]
+    team_templates = [
+        (f"flow_team_{i:02d}", FLOW_TEAM_CHANNELS) for i in range(N_FLOW_TEMPLATES - 28)
+    ]
     for name, channels in contact_templates + team_templates:
         for channel in channels:
             template(f"{name}.{channel}.j2", flow_template_text(channel, es=False))
@@ -457,23 +561,47 @@ def generate(root: Path, seed: int = 20261124) -> dict[str, int]:
         contact_name, contact_channels = contact_templates[i % len(contact_templates)]
         steps: list[dict[str, Any]] = []
         if i % 2 == 0:
-            steps.append({"wait": {"until": "data.due_date", "offset": rng.choice(["-2d", "-1d", "-12h"]),
-                                   "at": rng.choice(["09:00", "10:30", "18:00"]), "late": "skip"}})
+            steps.append(
+                {
+                    "wait": {
+                        "until": "data.due_date",
+                        "offset": rng.choice(["-2d", "-1d", "-12h"]),
+                        "at": rng.choice(["09:00", "10:30", "18:00"]),
+                        "late": "skip",
+                    }
+                }
+            )
         else:
             steps.append({"wait": {"for": rng.choice(["15m", "1h", "1h30m", "2d"])}})
-        steps.append({"send": {"to": "contact", "channels": list(contact_channels),
-                               "template": contact_name}})
+        steps.append(
+            {
+                "send": {
+                    "to": "contact",
+                    "channels": list(contact_channels),
+                    "template": contact_name,
+                }
+            }
+        )
         if i % 3 == 1:
             steps.append({"emit": rng.choice(others)})
         steps.append({"wait": {"for": rng.choice(["1d", "3d", "1w"])}})
         if i % 2 == 1 or i < 24:
             team_name, _ = team_templates[i % len(team_templates)]
-            steps.append({"send": {"to": rng.sample(recipient_names, rng.randint(1, 3)),
-                                   "channels": list(FLOW_TEAM_CHANNELS), "template": team_name}})
+            steps.append(
+                {
+                    "send": {
+                        "to": rng.sample(recipient_names, rng.randint(1, 3)),
+                        "channels": list(FLOW_TEAM_CHANNELS),
+                        "template": team_name,
+                    }
+                }
+            )
         if i % 6 == 5:
             steps.append({"wait": {"until": "data.due_date", "at": "09:00"}})
             nxt, nxt_channels = contact_templates[(i + 7) % len(contact_templates)]
-            steps.append({"send": {"to": "contact", "channels": list(nxt_channels), "template": nxt}})
+            steps.append(
+                {"send": {"to": "contact", "channels": list(nxt_channels), "template": nxt}}
+            )
         flow["steps"] = steps
         flows[f"journey_{i:02d}_{on.replace('.', '_')}"] = flow
     names = list(flows)
@@ -505,7 +633,9 @@ print(json.dumps({
     "ok": result.ok,
     "digest": result.digest,
     "size": len(result.data) if result.data is not None else None,
-    "diagnostics": [f"{d.severity.value} {d.code} {d.location}: {d.message}" for d in result.diagnostics],
+    "diagnostics": [
+        f"{d.severity.value} {d.code} {d.location}: {d.message}" for d in result.diagnostics
+    ],
 }))
 """
 
@@ -568,13 +698,26 @@ def verdict(value: float, target: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="build/parse repetitions (default 3)")
-    parser.add_argument("--keep", metavar="DIR", type=Path,
-                        help="generate the config into DIR (must not exist or be empty) and keep it")
-    parser.add_argument("--validate-runs", type=int, default=5,
-                        help="`clarion validate examples/config` repetitions (default 5)")
-    parser.add_argument("--profile", type=int, metavar="N", default=0,
-                        help="also run one build under cProfile and print its top N clarion "
-                        "functions by cumulative time (cProfile roughly doubles the time)")
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        type=Path,
+        help="generate the config into DIR (must not exist or be empty) and keep it",
+    )
+    parser.add_argument(
+        "--validate-runs",
+        type=int,
+        default=5,
+        help="`clarion validate examples/config` repetitions (default 5)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        default=0,
+        help="also run one build under cProfile and print its top N clarion "
+        "functions by cumulative time (cProfile roughly doubles the time)",
+    )
     args = parser.parse_args()
     py = sys.executable
     total_start = time.perf_counter()
@@ -591,13 +734,17 @@ def main() -> int:
         t0 = time.perf_counter()
         counts = generate(root)
         files = yaml_files(root)
-        print(f"Generated config in {root} ({time.perf_counter() - t0:.1f} s): "
-              f"{counts['yaml_files']} YAML files ({counts['yaml_bytes'] / 1e6:.1f} MB), "
-              f"{counts['template_files']} template files")
-        print(f"  {N_RECIPIENTS:,} recipients x (email + in_app + 2 push), "
-              f"{N_CATEGORIES * EVENTS_PER_CATEGORY} events / {N_CATEGORIES} categories, "
-              f"{N_ROUTES} routes, {N_FLOWS} flows, {N_CUSTOMER_MESSAGES} customer messages, "
-              f"200 template names x 2 locales")
+        print(
+            f"Generated config in {root} ({time.perf_counter() - t0:.1f} s): "
+            f"{counts['yaml_files']} YAML files ({counts['yaml_bytes'] / 1e6:.1f} MB), "
+            f"{counts['template_files']} template files"
+        )
+        print(
+            f"  {N_RECIPIENTS:,} recipients x (email + in_app + 2 push), "
+            f"{N_CATEGORIES * EVENTS_PER_CATEGORY} events / {N_CATEGORIES} categories, "
+            f"{N_ROUTES} routes, {N_FLOWS} flows, {N_CUSTOMER_MESSAGES} customer messages, "
+            f"200 template names x 2 locales"
+        )
         print()
 
         # -- build() in fresh processes --------------------------------------------------------
@@ -622,8 +769,10 @@ def main() -> int:
             build_rss.append(rss)
             digests.add(result["digest"])
             size = result["size"]
-            print(f"  build run {i + 1}: build() {result['seconds']:.2f} s, "
-                  f"process {wall:.2f} s, peak RSS {rss:.0f} MB")
+            print(
+                f"  build run {i + 1}: build() {result['seconds']:.2f} s, "
+                f"process {wall:.2f} s, peak RSS {rss:.0f} MB"
+            )
         if failed:
             return 1
         if len(digests) != 1:
@@ -640,8 +789,10 @@ def main() -> int:
             ref_s.append(json.loads(out)["seconds"])
             ref_wall.append(wall)
             ref_rss.append(rss)
-            print(f"  parse run {i + 1}: yaml.load {ref_s[-1]:.2f} s, "
-                  f"process {wall:.2f} s, peak RSS {rss:.0f} MB")
+            print(
+                f"  parse run {i + 1}: yaml.load {ref_s[-1]:.2f} s, "
+                f"process {wall:.2f} s, peak RSS {rss:.0f} MB"
+            )
         print()
 
         b_min, b_med, _ = stats(build_s)
@@ -651,27 +802,46 @@ def main() -> int:
         pw_min, pw_med, _ = stats(ref_wall)
         pr_min, pr_med, _ = stats(ref_rss)
         print(f"validate+compile of the large config ({args.runs} runs, min / median):")
-        print(f"  build()           {b_min:6.2f} / {b_med:6.2f} s    target <= {TARGET_BUILD_S:.0f} s"
-              f"   [{verdict(b_med, TARGET_BUILD_S)}]")
-        print(f"  whole process     {w_min:6.2f} / {w_med:6.2f} s    (imports included)"
-              f"   [{verdict(w_med, TARGET_BUILD_S)}]")
-        print(f"  peak RSS          {r_min:6.0f} / {r_med:6.0f} MB   target <= {TARGET_BUILD_MB:.0f} MB"
-              f" [{verdict(r_max, TARGET_BUILD_MB)}]")
+        print(
+            f"  build()           {b_min:6.2f} / {b_med:6.2f} s    target <= {TARGET_BUILD_S:.0f} s"
+            f"   [{verdict(b_med, TARGET_BUILD_S)}]"
+        )
+        print(
+            f"  whole process     {w_min:6.2f} / {w_med:6.2f} s    (imports included)"
+            f"   [{verdict(w_med, TARGET_BUILD_S)}]"
+        )
+        print(
+            f"  peak RSS          {r_min:6.0f} / {r_med:6.0f} MB   "
+            f"target <= {TARGET_BUILD_MB:.0f} MB"
+            f" [{verdict(r_max, TARGET_BUILD_MB)}]"
+        )
         print(f"  table             {size:,} bytes, {digests.pop()} (identical in every run)")
-        print("reference: yaml.load(CSafeLoader) of the same YAML files, fresh process (min / median):")
+        print(
+            "reference: yaml.load(CSafeLoader) of the same YAML files, fresh process "
+            "(min / median):"
+        )
         print(f"  parse             {p_min:6.2f} / {p_med:6.2f} s")
         print(f"  whole process     {pw_min:6.2f} / {pw_med:6.2f} s")
         print(f"  peak RSS          {pr_min:6.0f} / {pr_med:6.0f} MB")
         print("ratio build / reference (medians):")
-        print(f"  time x{b_med / p_med:.1f} (in-process), x{w_med / pw_med:.1f} (whole process); "
-              f"peak RSS x{r_med / pr_med:.1f}")
+        print(
+            f"  time x{b_med / p_med:.1f} (in-process), x{w_med / pw_med:.1f} (whole process); "
+            f"peak RSS x{r_med / pr_med:.1f}"
+        )
         print()
         if args.profile:
-            print(f"cProfile of one build, top {args.profile} clarion functions by cumulative time:")
-            proc = subprocess.run([py, "-c", PROFILE_CHILD, str(root), str(args.profile)],
-                                  capture_output=True, text=True, cwd=REPO, check=False)
+            print(
+                f"cProfile of one build, top {args.profile} clarion functions by cumulative time:"
+            )
+            proc = subprocess.run(
+                [py, "-c", PROFILE_CHILD, str(root), str(args.profile)],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                check=False,
+            )
             text = proc.stdout.replace(str(REPO / "src") + os.sep, "")
-            print(text[text.find("   ncalls"):] if "   ncalls" in text else text + proc.stderr)
+            print(text[text.find("   ncalls") :] if "   ncalls" in text else text + proc.stderr)
     finally:
         if cleanup:
             shutil.rmtree(cleanup, ignore_errors=True)
@@ -691,12 +861,18 @@ def main() -> int:
         ref.append(wall)
     v_min, v_med, v_max = stats(val)
     i_min, i_med, i_max = stats(ref)
-    print(f"`clarion validate examples/config`, whole process ({args.validate_runs} runs, "
-          "min / median / max):")
-    print(f"  clarion validate  {v_min:6.2f} / {v_med:6.2f} / {v_max:6.2f} s   "
-          f"target <= {TARGET_VALIDATE_S} s  [{verdict(v_med, TARGET_VALIDATE_S)}]")
-    print(f"  python -c 'import yaml' {i_min:.3f} / {i_med:.3f} / {i_max:.3f} s  "
-          f"(ratio x{v_med / i_med:.1f})")
+    print(
+        f"`clarion validate examples/config`, whole process ({args.validate_runs} runs, "
+        "min / median / max):"
+    )
+    print(
+        f"  clarion validate  {v_min:6.2f} / {v_med:6.2f} / {v_max:6.2f} s   "
+        f"target <= {TARGET_VALIDATE_S} s  [{verdict(v_med, TARGET_VALIDATE_S)}]"
+    )
+    print(
+        f"  python -c 'import yaml' {i_min:.3f} / {i_med:.3f} / {i_max:.3f} s  "
+        f"(ratio x{v_med / i_med:.1f})"
+    )
     print(f"\ntotal benchmark time {time.perf_counter() - total_start:.0f} s")
     return 0
 

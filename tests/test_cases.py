@@ -23,6 +23,7 @@ hundred times; a few tests (and CLARION_CASES_SUBPROCESS=1, for everything) star
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from clarion.diagnostics import CODES
 from clarion.load import MAX_FILE_BYTES
 
@@ -137,7 +139,7 @@ def _forked(args: list[str], cwd: Path, scratch: Path) -> Run:
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001 - reported to the parent as a traceback
+        except BaseException:
             import traceback
 
             traceback.print_exc()
@@ -174,7 +176,7 @@ def _warm_up(folders: Iterable[Path]) -> None:
             build(folder / "config")
         except LoadError:
             pass
-        except Exception:  # noqa: BLE001, S110 - the forked run reports it properly
+        except Exception:
             pass
 
 
@@ -224,14 +226,14 @@ def test_bad_case(name: str, json_runs: dict[str, Run], scratch: Path) -> None:
     # expected.json gives one.
     want = Counter(_key(d, "column" in d) for d in expected["diagnostics"])
     have = Counter(
-        _key(a, "column" in e)
-        for a, e in _pair_columns(actual, expected["diagnostics"])
+        _key(a, "column" in e) for a, e in _pair_columns(actual, expected["diagnostics"])
     )
     assert have == want, (
         f"\nexpected: {sorted(want.elements(), key=str)}\n"
         f"actual:   {sorted(have.elements(), key=str)}\n"
-        + "\n".join(f"  {a['code']} {a['file']}:{a['line']}:{a['column']} {a['message']}"
-                    for a in actual)
+        + "\n".join(
+            f"  {a['code']} {a['file']}:{a['line']}:{a['column']} {a['message']}" for a in actual
+        )
     )
     for want_d in expected["diagnostics"]:
         for text in want_d.get("contains", []):
@@ -320,8 +322,58 @@ def test_every_code_is_documented() -> None:
 
 
 def test_cases_are_minimal() -> None:
-    """Each bad case is about one code (a few also check a secret on a line with another finding)."""
+    """One code per bad case (a few also put a secret on a line with another finding)."""
     for name in BAD:
         codes = {d["code"] for d in expected_of(name)["diagnostics"]}
         assert codes, f"{name}: expected.json lists no diagnostic"
         assert len(codes) <= 2, f"{name}: more than two codes; split the case"
+
+
+_SECTION = re.compile(r"^## (CL\d{3}) ", re.MULTILINE)
+_CASE = re.compile(r"Broken \(`tests/cases/bad/([a-z0-9_]+)`\)")
+_PRINTED = re.compile(r"^Clarion prints:\n\n```text\n(.*?)```", re.DOTALL | re.MULTILINE)
+
+
+def _doc_examples() -> list[tuple[str, str, str, int, int]]:
+    """(code, case, printed text, start, end) for each section of docs/diagnostics.md."""
+    text = DOCS.read_text("utf-8")
+    starts = [m.start() for m in _SECTION.finditer(text)] + [len(text)]
+    out = []
+    for begin, end in itertools.pairwise(starts):
+        section = text[begin:end]
+        code = section[3:8]
+        case, printed = _CASE.search(section), _PRINTED.search(section)
+        if case and printed:
+            out.append(
+                (
+                    code,
+                    case.group(1),
+                    printed.group(1),
+                    begin + printed.start(1),
+                    begin + printed.end(1),
+                )
+            )
+    return out
+
+
+def test_documented_output_is_what_clarion_prints(scratch: Path) -> None:
+    """docs/diagnostics.md shows real output. CLARION_UPDATE_DOCS=1 rewrites it from the cases."""
+    examples = _doc_examples()
+    assert len(examples) >= len(CODES) - len(UNREACHABLE_FROM_CONFIG)
+    text = DOCS.read_text("utf-8")
+    stale = []
+    for code, case, printed, begin, end in reversed(examples):
+        folder = case_folder(case, scratch)
+        run = run_clarion(_args(case, "text"), folder, scratch)
+        actual = (
+            "\n".join(line for line in run.stdout.rstrip("\n").splitlines()).rstrip("\n") + "\n"
+        )
+        if printed != actual:
+            stale.append(code)
+            text = text[:begin] + actual + text[end:]
+    if stale and os.environ.get("CLARION_UPDATE_DOCS") == "1":
+        DOCS.write_text(text, "utf-8")
+        return
+    assert not stale, (
+        f"docs/diagnostics.md is out of date for {sorted(stale)}; rerun with CLARION_UPDATE_DOCS=1"
+    )

@@ -9,15 +9,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 SelectorWord = Literal["all", "none"]
 
 
+def _refuse_nulls(data: Any) -> Any:
+    # An empty YAML value (`category:`) is null; the schema says "give a value or leave the key
+    # out", and the models must agree with it (tests/check/test_schema_agreement.py).
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if value is None:
+                raise ValueError(f"{key} is null")
+    return data
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _no_nulls = model_validator(mode="before")(_refuse_nulls)
 
 
 class AllExcept(_Model):
@@ -138,6 +150,7 @@ class Recipient(BaseModel):
     """A team member or role: channel name -> address entry (or a list of them)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
+    _no_nulls = model_validator(mode="before")(_refuse_nulls)
     __pydantic_extra__: dict[str, AddressEntry | list[AddressEntry]] = Field(init=False)
 
     timezone: str | None = Field(

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, meta, nodes, pass_context
+from jinja2 import StrictUndefined, Template, TemplateError, meta, nodes, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -139,14 +139,20 @@ def render(
     timezone_name: str,
 ) -> Message:
     """Render template source; raises jinja2.TemplateError (syntax, undefined, filter misuse)."""
-    template = environment().from_string(source)
-    text = template.render({**context, LOCALE_VAR: locale, ZONE_VAR: timezone_name})
+    text = compiled(source).render({**context, LOCALE_VAR: locale, ZONE_VAR: timezone_name})
     return split_headers(text)
 
 
+@functools.lru_cache(maxsize=2048)
 def parse_template(source: str) -> nodes.Template:
     """Parse only; raises jinja2.TemplateSyntaxError with a line number."""
     return environment().parse(source)
+
+
+@functools.lru_cache(maxsize=2048)
+def compiled(source: str) -> Template:
+    """A template compiled once per distinct source (the runtime renders the same ones often)."""
+    return environment().from_string(parse_template(source))
 
 
 def unknown_names(ast: nodes.Template, allowed: frozenset[str]) -> list[str]:

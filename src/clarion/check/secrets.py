@@ -71,3 +71,17 @@ def literal_credentials(url: str) -> list[str]:
         if key.lower() in _CREDENTIAL_PARAMS and literal(value):
             found.append(f"`{key}` parameter")
     return list(dict.fromkeys(found))
+
+
+_URLISH = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"']+")
+_CREDENTIAL_KEY = re.compile(
+    r"(?i)(?:^|[\s{,])[\"']?(password|passwd|pwd|token|secret|api_?key|access_token)[\"']?"
+    r"\s*:\s+(?![\"']?\{secret:)[^\s#]"
+)
+
+
+def line_may_hold_secret(line: str) -> bool:
+    """Whether a source line must not be echoed: it writes out a credential somewhere."""
+    if _CREDENTIAL_KEY.search(line):
+        return True
+    return any(literal_credentials(url) for url in _URLISH.findall(line))

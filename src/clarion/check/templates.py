@@ -27,7 +27,9 @@ class TemplateIndex:
     folder: Path | None
     # (name, channel) -> {locale or None: file}
     files: dict[tuple[str, str], dict[str | None, TemplateFile]] = field(default_factory=dict)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (display, why)
+    # (display, why, line): files that exist but cannot be used; they still "exist" for lookups
+    unreadable: list[tuple[str, str, int]] = field(default_factory=list)
+    broken: set[tuple[str, str]] = field(default_factory=set)
     stray: list[str] = field(default_factory=list)  # files whose names do not read
 
     def variants(self, name: str, channel: str) -> dict[str | None, TemplateFile]:
@@ -67,15 +69,22 @@ def discover(root: Path, folder_setting: str) -> TemplateIndex:
             continue
         try:
             raw = path.read_bytes()
-            if len(raw) > MAX_TEMPLATE_BYTES:
-                index.unreadable.append((display, f"larger than {MAX_TEMPLATE_BYTES:,} bytes"))
-                continue
-            source = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            index.unreadable.append((display, "not valid UTF-8"))
-            continue
         except OSError as exc:
-            index.unreadable.append((display, exc.strerror or str(exc)))
+            index.unreadable.append((display, exc.strerror or str(exc), 0))
+            index.broken.add((name, channel))
+            continue
+        if len(raw) > MAX_TEMPLATE_BYTES:
+            index.unreadable.append((display, f"larger than {MAX_TEMPLATE_BYTES:,} bytes", 0))
+            index.broken.add((name, channel))
+            continue
+        try:
+            source = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            index.unreadable.append(
+                (display, f"byte 0x{raw[exc.start]:02x} is not valid UTF-8", line)
+            )
+            index.broken.add((name, channel))
             continue
         index.files.setdefault((name, channel), {})[locale] = TemplateFile(
             name, channel, locale, display, source

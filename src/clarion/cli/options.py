@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from clarion.check.secrets import line_may_hold_secret
 from clarion.compile import Build, build
 from clarion.diagnostics import Diagnostic
 from clarion.load import LoadError
@@ -42,6 +43,11 @@ def source_line_of(result: Build) -> SourceLine:
             return None
         if (d.location.file, d.location.line) in result.redacted:
             return None
-        return result.document.source_line(d.location)
+        line = result.document.source_line(d.location)
+        # Checked again here, whatever the stage that found the problem: a file that fails to
+        # load or to match the schema has not been through the secrets rule.
+        if line is None or line_may_hold_secret(line):
+            return None
+        return line
 
     return source_line

@@ -139,7 +139,7 @@ def read_file(raw: bytes, display: str) -> FileResult:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        result.diagnostics.append(_syntax_diagnostic(exc, display))
+        result.diagnostics.append(_syntax_diagnostic(exc, display, text))
         return result
     except yaml.YAMLError as exc:
         result.diagnostics.append(_reader_diagnostic(exc, display, text))
@@ -321,28 +321,44 @@ class _Builder:
 _TAB_HINT = "YAML indents with spaces; replace the tab with spaces"
 
 
-def _syntax_diagnostic(exc: yaml.MarkedYAMLError, display: str) -> Diagnostic:
+def _syntax_diagnostic(exc: yaml.MarkedYAMLError, display: str, text: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     problem = (exc.problem or "invalid YAML").strip()
     context = (exc.context or "").strip()
-    message = f"{context}: {problem}" if context else problem
-    hint = None
-    if "'\\t'" in problem or "tab" in problem:
-        hint = _TAB_HINT
-    elif "mapping values are not allowed" in problem:
-        hint = "check the indentation, or quote a value that contains ': '"
-    elif "expected <block end>" in problem or "could not find expected ':'" in problem:
-        hint = "check the indentation of this line against the lines above"
-    elif "found duplicate anchor" in problem:
-        hint = "give each anchor its own name"
-    elif "undefined alias" in problem:
-        hint = "an alias (*name) must come after its anchor (&name) in the same file"
+    lines = text.splitlines()
     if "exceeded maximum nesting depth" in problem:
         return Diagnostic(
             "CL002",
             "values are nested too deeply",
             Location(display, mark.line + 1, mark.column + 1) if mark else Location(display),
         )
+    # libyaml reports an unclosed quote or bracket at the end of the file; the place to look is
+    # where the unfinished thing started.
+    if exc.context_mark is not None and (
+        "end of stream" in problem or (mark is not None and mark.line >= len(lines))
+    ):
+        mark = exc.context_mark
+    at = ""
+    if mark is not None and mark.line < len(lines):
+        at = lines[mark.line][mark.column : mark.column + 1]
+    message = f"{context}: {problem}" if context else problem
+    hint = None
+    if at == "\t" or "'\\t'" in problem:
+        message = "a tab character cannot indent YAML"
+        hint = _TAB_HINT
+    elif "mapping values are not allowed" in problem:
+        hint = "check the indentation, or quote a value that contains ': '"
+    elif any(
+        phrase in problem
+        for phrase in ("did not find expected key", "expected <block end>", "expected ':'")
+    ):
+        hint = "check the indentation of this line against the lines above"
+    elif "duplicate anchor" in problem:
+        hint = "give each anchor its own name"
+    elif "undefined alias" in problem:
+        hint = "an alias (*name) must come after its anchor (&name) in the same file"
+    elif "end of stream" in problem and "quoted" in context:
+        hint = "close the quote"
     location = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
     return Diagnostic("CL003", message, location, hint=hint)
 

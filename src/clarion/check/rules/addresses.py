@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
 from clarion.check.context import CheckContext
-from clarion.check.secrets import PLACEHOLDER
 from clarion.diagnostics import Diagnostic, Location
 from clarion.load import YamlPath
-
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 
 
 def check(ctx: CheckContext) -> Iterator[Diagnostic]:
@@ -48,15 +44,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                             "or set defaults.phone_region",
                         )
                 elif channel.address == "url" and entry.url is not None:
-                    if not URL.match(PLACEHOLDER.sub("x", entry.url)):
-                        yield ctx.error(
-                            "CL304",
-                            f"device {entry.device!r}: the url is not an Apprise URL",
-                            (*path, "url"),
-                            hint="write scheme://..., e.g. ntfy://ntfy.example.com/topic",
-                            excerpt=False,
-                        )
-                    normal = entry.url
+                    normal = entry.url  # its form is the channels rule's business
                 if entry.device is not None:
                     if entry.device in devices:
                         first = ctx.at(devices[entry.device])

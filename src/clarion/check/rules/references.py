@@ -24,8 +24,20 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                 hint="rename the channel",
             )
     yield from _recipients(ctx)
+    named: dict[str, YamlPath] = {}
     for index, route in enumerate(config.routes):
         base: YamlPath = ("routes", index)
+        if route.name in named:
+            first = ctx.at((*named[route.name], "name"))
+            yield ctx.error(
+                "CL007",
+                f"route {route.name!r} is defined twice"
+                + (f" (first defined at {first})" if first else ""),
+                (*base, "name"),
+                hint="give each route its own name",
+                related=(("first defined here", first),) if first else (),
+            )
+        named.setdefault(route.name, base)
         for i, who in enumerate(route.to):
             yield from recipient(ctx, who, (*base, "to", i))
         for i, channel in enumerate(route.channels or []):

@@ -30,9 +30,14 @@ def selector(ctx: CheckContext, value: Selector, path: YamlPath) -> Iterator[Dia
         if ctx.match_item(item):
             continue
         glob = any(ch in item for ch in "*?[")
-        what = "no event matches the pattern" if glob else "no category or event named"
+        if glob:
+            code, what = "CL204", "no event matches the pattern"
+        elif "." in item:
+            code, what = "CL201", "unknown event type"
+        else:
+            code, what = "CL202", "unknown category"
         yield ctx.error(
-            "CL204",
+            code,
             f"{what} {item!r}",
             (*path, *sub),
             hint=did_you_mean(item, choices)

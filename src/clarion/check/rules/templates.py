@@ -58,8 +58,14 @@ def uses(ctx: CheckContext) -> list[Use]:
 
 def check(ctx: CheckContext) -> Iterator[Diagnostic]:
     index = ctx.templates
-    for display, why in index.unreadable:
-        yield Diagnostic("CL403", f"template cannot be read: {why}", Location(display))
+    for display, why, line in index.unreadable:
+        yield Diagnostic(
+            "CL403",
+            f"template cannot be read: {why}",
+            Location(display, line, 1 if line else 0),
+            hint="save templates as UTF-8" if "UTF-8" in why else None,
+            excerpt=False,
+        )
     for display in index.stray:
         yield Diagnostic(
             "CL903",
@@ -86,6 +92,8 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
             continue
         variants = index.variants(use.name, use.channel)
         referenced.add((use.name, use.channel))
+        if (use.name, use.channel) in index.broken:
+            continue  # reported above as unreadable
         if not variants:
             if use.required:
                 yield _missing(ctx, use, "")
@@ -149,10 +157,17 @@ def _missing(ctx: CheckContext, use: Use, suffix: str, any_channel: bool = False
         message = f"template {use.name!r} does not exist for any channel"
     else:
         message = f"template {use.name}.{use.channel} does not exist{suffix}"
-    hint = did_you_mean(use.name, ctx.templates.names())
+    others = [n for n in ctx.templates.names() if n != use.name]
+    hint = did_you_mean(use.name, others) if not suffix else None
     if hint is None:
-        hint = f"create {expected}" + (
-            "" if ctx.templates.folder else f" (the folder {folder!r} does not exist)"
+        hint = (
+            f"create {expected}"
+            + (
+                f" or {folder}/{ctx.config.defaults.locale}/{use.name}.{use.channel}.j2"
+                if suffix
+                else ""
+            )
+            + ("" if ctx.templates.folder else f" (the folder {folder!r} does not exist)")
         )
     return ctx.error("CL206", message, use.path, hint=hint)
 
