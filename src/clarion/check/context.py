@@ -21,6 +21,9 @@ class CheckContext:
     templates: TemplateIndex
     # Lines that hold a literal credential: never echoed in output.
     redacted: set[tuple[str, int]] = field(default_factory=set)
+    # Selector items and whole selectors recur across thousands of addresses: resolve each once.
+    _items: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _expanded: dict[tuple[object, ...], frozenset[str]] = field(default_factory=dict, repr=False)
 
     def at(self, path: YamlPath) -> Location | None:
         return self.document.locate(path)
@@ -54,46 +57,55 @@ class CheckContext:
             hint=did_you_mean(name, self.event_names) or "add it to `events:` first",
         )
 
-    def match_item(self, item: str) -> list[str]:
+    def match_item(self, item: str) -> tuple[str, ...]:
         """Events one selector item names: a category, an event, or a glob over event names."""
-        if item in self.config.events:
-            return [item]
-        if item in self.categories:
-            return self.categories[item]
-        if any(ch in item for ch in "*?["):
-            return [name for name in self.event_names if fnmatch.fnmatchcase(name, item)]
-        return []
+        found = self._items.get(item)
+        if found is None:
+            if item in self.config.events:
+                found = (item,)
+            elif item in self.categories:
+                found = tuple(self.categories[item])
+            elif any(ch in item for ch in "*?["):
+                found = tuple(n for n in self.event_names if fnmatch.fnmatchcase(n, item))
+            else:
+                found = ()
+            self._items[item] = found
+        return found
 
-    def expand(self, selector: Selector) -> set[str]:
+    def expand(self, selector: Selector) -> frozenset[str]:
         """The set of event names a selector stands for."""
-        if selector == "all":
-            return set(self.config.events)
-        if selector == "none":
-            return set()
-        if isinstance(selector, AllExcept):
-            left_out = {name for item in selector.except_ for name in self.match_item(item)}
-            return set(self.config.events) - left_out
-        return {name for item in selector for name in self.match_item(item)}
+        key = selector_key(selector)
+        found = self._expanded.get(key)
+        if found is None:
+            if selector == "all":
+                found = frozenset(self.config.events)
+            elif selector == "none":
+                found = frozenset()
+            elif isinstance(selector, AllExcept):
+                left_out = {name for item in selector.except_ for name in self.match_item(item)}
+                found = frozenset(self.config.events) - left_out
+            else:
+                found = frozenset(name for item in selector for name in self.match_item(item))
+            self._expanded[key] = found
+        return found
 
     @cached_property
     def team_reach(self) -> dict[str, set[str]]:
         """Event -> channels on which some team address or route would deliver it."""
-        expanded: dict[tuple[object, ...], set[str]] = {}
-        reach: dict[str, set[str]] = {}
-        groups: set[tuple[str, tuple[object, ...]]] = set()
-        selectors: dict[tuple[object, ...], Selector] = {}
+        # Union per channel first (set operations run in C), then invert once: a large team has
+        # thousands of distinct selectors but only a handful of channels.
+        selectors: dict[str, dict[tuple[object, ...], Selector]] = {}
         for person in self.config.recipients.values():
             for channel, entries in person.addresses().items():
+                if channel not in self.config.channels:
+                    continue
                 for entry in entries:
-                    if entry.enabled and channel in self.config.channels:
-                        key = selector_key(entry.events)
-                        selectors[key] = entry.events
-                        groups.add((channel, key))
-        for channel, key in groups:
-            if key not in expanded:
-                expanded[key] = self.expand(selectors[key])
-            for event in expanded[key]:
-                reach.setdefault(event, set()).add(channel)
+                    if entry.enabled:
+                        selectors.setdefault(channel, {})[selector_key(entry.events)] = entry.events
+        by_channel: dict[str, set[str]] = {
+            channel: set().union(*(self.expand(s) for s in group.values()))
+            for channel, group in selectors.items()
+        }
         for route in self.config.routes:
             channels: set[str] = set()
             for who in route.to:
@@ -101,9 +113,12 @@ class CheckContext:
                 if routed is not None:
                     have = set(routed.addresses())
                     channels |= have & set(route.channels) if route.channels else have
-            channels &= set(self.config.channels)
-            for event in self.expand(route.events):
-                reach.setdefault(event, set()).update(channels)
+            for channel in channels & set(self.config.channels):
+                by_channel.setdefault(channel, set()).update(self.expand(route.events))
+        reach: dict[str, set[str]] = {}
+        for channel, events in by_channel.items():
+            for event in events:
+                reach.setdefault(event, set()).add(channel)
         return reach
 
     def selector_items(self, selector: Selector) -> Iterable[tuple[int, str, YamlPath]]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -32,10 +33,13 @@ cli.add_command(schema_command)
 
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: never a traceback for bad input, one line and exit 2 for a bug."""
+    console = argv is None
     args = sys.argv[1:] if argv is None else argv
     try:
-        return cli.main(args=args, prog_name="clarion", standalone_mode=True)
-    except SystemExit:
+        cli.main(args=args, prog_name="clarion", standalone_mode=True)
+    except SystemExit as exc:
+        if console:
+            _exit_now(exc.code)
         raise
     except Exception as exc:
         if "--debug" in args:
@@ -46,6 +50,19 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(2)
+
+
+def _exit_now(code: object) -> None:
+    # The output is written; tearing down a large config's objects one by one would add a
+    # third of a second to a command whose answer is already out. Only for the console script:
+    # callers of main(argv) (tests, embedding) get SystemExit as usual.
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        status = status or 2
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from clarion.cli import reporters
-from clarion.cli.options import EnvironmentProblem, build_or_exit, config_dir, source_line_of
+from clarion.cli.options import (
+    EnvironmentProblem,
+    build_or_exit,
+    config_dir,
+    settle_heap,
+    source_line_of,
+)
 
 
 @click.command("compile")
@@ -22,6 +28,7 @@ from clarion.cli.options import EnvironmentProblem, build_or_exit, config_dir, s
 def compile_command(directory: Path, output: Path | None) -> None:
     """Compile a config directory into one immutable routing table (canonical JSON)."""
     result = build_or_exit(directory)
+    settle_heap()
     if result.diagnostics:
         color = sys.stderr.isatty()
         click.echo(reporters.text(result.diagnostics, source_line_of(result), color), err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def build_or_exit(directory: Path) -> Build:
         return build(directory)
     except LoadError as exc:
         raise EnvironmentProblem(str(exc)) from None
+
+
+def settle_heap() -> None:
+    """The command ends soon after the build: its objects will live until exit, so the cyclic
+    collector should never walk them again (a full pass over a large config costs ~0.2 s)."""
+    gc.freeze()
 
 
 def source_line_of(result: Build) -> SourceLine:

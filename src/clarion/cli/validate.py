@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from clarion.cli import reporters
-from clarion.cli.options import build_or_exit, config_dir, source_line_of
+from clarion.cli.options import build_or_exit, config_dir, settle_heap, source_line_of
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -29,6 +29,7 @@ def validate_command(directory: Path, fmt: str | None, strict: bool) -> None:
     if fmt is None:
         fmt = "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
     result = build_or_exit(directory)
+    settle_heap()
     diagnostics = result.diagnostics
     failed = not result.ok or (strict and bool(diagnostics))
     if fmt == "json":

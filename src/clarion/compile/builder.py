@@ -3,8 +3,6 @@ normalised, templates embedded, every list in an order that does not depend on f
 
 from __future__ import annotations
 
-import fnmatch
-
 from clarion.check.addresses import normalize_email, normalize_phone
 from clarion.check.context import CheckContext, selector_key
 from clarion.check.models import AllExcept, Channel, EmitStep, Flow, SendStep, WaitStep
@@ -80,20 +78,20 @@ def resolve(ctx: CheckContext, selector: SelectorSpec) -> t.Selector:
         return t.Selector(all=True)
     if selector == "none":
         return t.Selector()
-    if isinstance(selector, AllExcept):
-        left_out = {name for item in selector.except_ for name in ctx.match_item(item)}
-        return t.Selector(all=True, **{"except": sorted(left_out)})
+    items = selector.except_ if isinstance(selector, AllExcept) else selector
     categories: set[str] = set()
     events: set[str] = set()
-    for item in selector:
+    for item in items:
         if item in ctx.categories and item not in ctx.config.events:
             categories.add(item)
-        elif item in ctx.config.events:
-            events.add(item)
         else:
-            events.update(n for n in ctx.event_names if fnmatch.fnmatchcase(n, item))
+            events.update(ctx.match_item(item))
     # An event already covered by one of the categories needs no entry of its own.
     events = {e for e in events if ctx.config.events[e].category not in categories}
+    if isinstance(selector, AllExcept):
+        return t.Selector(
+            all=True, except_categories=sorted(categories), except_events=sorted(events)
+        )
     return t.Selector(categories=sorted(categories), events=sorted(events))
 
 

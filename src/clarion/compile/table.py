@@ -19,23 +19,25 @@ class _Model(BaseModel):
 
 
 class Selector(_Model):
-    """Which events, resolved against the catalogue: globs expanded, categories kept by name."""
+    """Which events, resolved against the catalogue: globs expanded to event types, categories
+    kept by name (so a table stays the size of its config, not of addresses times events)."""
 
-    all: bool = Field(False, description="Every event (Enable All), minus `except`.")
+    all: bool = Field(False, description="Every event (Enable All), minus the exceptions.")
     categories: list[str] = Field(default_factory=list, description="Whole categories.")
     events: list[str] = Field(default_factory=list, description="Single event types.")
-    except_: list[str] = Field(
-        default_factory=list, alias="except", description="Event types left out."
+    except_categories: list[str] = Field(
+        default_factory=list, description="With `all`: categories left out."
+    )
+    except_events: list[str] = Field(
+        default_factory=list, description="With `all`: event types left out."
     )
 
     def matches(self, event: str, category: str | None) -> bool:
-        if event in self.except_:
-            return False
-        return (
-            self.all
-            or event in self.events
-            or (category is not None and category in self.categories)
-        )
+        if self.all:
+            return event not in self.except_events and (
+                category is None or category not in self.except_categories
+            )
+        return event in self.events or (category is not None and category in self.categories)
 
 
 class Defaults(_Model):

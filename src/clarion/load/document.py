@@ -186,9 +186,19 @@ def _merge(document: Document, result: FileResult, diagnostics: list[Diagnostic]
         diagnostics.append(
             _duplicate(f"section {section!r}", result.keys.get(top), document.keys.get(top))
         )
-    # One pass over this file's locations: paths stay as they are, except list sections, whose
-    # indexes move past the entries earlier files gave.
-    for table, into in ((result.values, document.values), (result.keys, document.keys)):
+    tables = ((result.values, document.values), (result.keys, document.keys))
+    if not rejected and not shifts:
+        # The common case, in bulk: only the root and the section keys can already be known, and
+        # for those the first file's position stands.
+        overlap: list[YamlPath] = [(), *((section,) for section in data)]
+        for table, into in tables:
+            keep: dict[YamlPath, Location] = {p: into[p] for p in overlap if p in into}
+            into.update(table)
+            into.update(keep)
+        return
+    # Otherwise one pass over this file's locations: paths stay as they are, except list
+    # sections, whose indexes move past the entries earlier files gave.
+    for table, into in tables:
         for where, loc in table.items():
             if where[:1] in rejected or where[:2] in rejected:
                 continue

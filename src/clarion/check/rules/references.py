@@ -23,6 +23,14 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                 ("channels", name),
                 hint="rename the channel",
             )
+    if "contact" in config.recipients:
+        yield Diagnostic(
+            "CL208",
+            "'contact' cannot be a recipient name: flows use `to: contact` for the customer",
+            ctx.key_at(("recipients", "contact")),
+            hint="rename the recipient",
+            path=("recipients", "contact"),
+        )
     yield from _recipients(ctx)
     named: dict[str, YamlPath] = {}
     for index, route in enumerate(config.routes):
