@@ -8,10 +8,20 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from clarion.check.models import AllExcept, Config, Selector
+from clarion.check.models import AddressEntry, AllExcept, Config, Selector
 from clarion.check.templates import TemplateIndex
 from clarion.diagnostics import Diagnostic, Location, Severity, did_you_mean
 from clarion.load import Document, YamlPath
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One address, device or inbox entry of a recipient, with the path it is written at."""
+
+    recipient: str
+    channel: str
+    entry: AddressEntry
+    path: YamlPath  # ("recipients", name, channel) or (..., channel, index) when a list
 
 
 @dataclass
@@ -37,12 +47,40 @@ class CheckContext:
     def warn(self, code: str, message: str, path: YamlPath, **kw: Any) -> Diagnostic:
         return Diagnostic(code, message, self.at(path), path=path, severity=Severity.WARNING, **kw)
 
+    def twice(
+        self, code: str, message: str, path: YamlPath, first_path: YamlPath, hint: str
+    ) -> Diagnostic:
+        """A name or address given a second time, citing where it was first given."""
+        first = self.at(first_path)
+        return self.error(
+            code,
+            message + (f" (first at {first})" if first else ""),
+            path,
+            hint=hint,
+            related=(("first given here", first),) if first else (),
+        )
+
     @cached_property
     def categories(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for name, event in sorted(self.config.events.items()):
             if event.category:
                 out.setdefault(event.category, []).append(name)
+        return out
+
+    @cached_property
+    def entries(self) -> list[Entry]:
+        """Every recipient entry, in config order, whether or not its channel exists."""
+        out: list[Entry] = []
+        for name, person in self.config.recipients.items():
+            written = person.__pydantic_extra__ or {}
+            for channel, entries in person.addresses().items():
+                base: YamlPath = ("recipients", name, channel)
+                listed = isinstance(written[channel], list)
+                out.extend(
+                    Entry(name, channel, entry, (*base, index) if listed else base)
+                    for index, entry in enumerate(entries)
+                )
         return out
 
     @cached_property

@@ -80,21 +80,23 @@ def _date(context: Context, value: Any, format: str = "medium") -> str:
 def _datetime(context: Context, value: Any, format: str = "medium") -> str:
     from babel.dates import format_datetime
 
-    moment = _as_datetime(value, "datetime")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    tz = zone(str(context.get(ZONE_VAR) or "UTC")) or UTC
-    return str(format_datetime(moment, format=format, tzinfo=tz, locale=_locale(context)))
+    return str(
+        format_datetime(_local(context, value, "datetime"), format=format, locale=_locale(context))
+    )
 
 
 def _time(context: Context, value: Any, format: str = "short") -> str:
     from babel.dates import format_time
 
-    moment = _as_datetime(value, "time")
+    return str(format_time(_local(context, value, "time"), format=format, locale=_locale(context)))
+
+
+def _local(context: Context, value: Any, what: str) -> datetime:
+    """The moment in the reader's time zone; a moment without a zone is taken as UTC."""
+    moment = _as_datetime(value, what)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    tz = zone(str(context.get(ZONE_VAR) or "UTC")) or UTC
-    return str(format_time(moment, format=format, tzinfo=tz, locale=_locale(context)))
+    return moment.astimezone(zone(str(context.get(ZONE_VAR) or "UTC")) or UTC)
 
 
 @functools.cache

@@ -65,16 +65,10 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                 (*base, "rate"),
                 hint="write a count per unit: 20/s, 600/m or 1000/h",
             )
-    for name, person in ctx.config.recipients.items():
-        extra = person.__pydantic_extra__ or {}
-        for channel_name, entries in person.addresses().items():
-            single = not isinstance(extra[channel_name], list)
-            for index, entry in enumerate(entries):
-                if entry.url is None:
-                    continue
-                base = ("recipients", name, channel_name)
-                path = (*(base if single else (*base, index)), "url")
-                yield from url_rules(ctx, entry.url, path, f"device {entry.device!r}")
+    for item in ctx.entries:
+        if item.entry.url is not None:
+            owner = f"device {item.entry.device!r}"
+            yield from url_rules(ctx, item.entry.url, (*item.path, "url"), owner)
 
 
 def url_rules(ctx: CheckContext, url: str, path: YamlPath, owner: str) -> Iterator[Diagnostic]:

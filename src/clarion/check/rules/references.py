@@ -36,14 +36,12 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
     for index, route in enumerate(config.routes):
         base: YamlPath = ("routes", index)
         if route.name in named:
-            first = ctx.at((*named[route.name], "name"))
-            yield ctx.error(
+            yield ctx.twice(
                 "CL007",
-                f"route {route.name!r} is defined twice"
-                + (f" (first defined at {first})" if first else ""),
+                f"route {route.name!r} is defined twice",
                 (*base, "name"),
+                (*named[route.name], "name"),
                 hint="give each route its own name",
-                related=(("first defined here", first),) if first else (),
             )
         named.setdefault(route.name, base)
         for i, who in enumerate(route.to):
@@ -131,17 +129,16 @@ def customer_channel(ctx: CheckContext, name: str, path: YamlPath) -> Iterator[D
 
 
 def _recipients(ctx: CheckContext) -> Iterator[Diagnostic]:
-    for name, person in ctx.config.recipients.items():
-        for channel_name, entries in person.addresses().items():
-            base: YamlPath = ("recipients", name, channel_name)
-            channel = ctx.config.channels.get(channel_name)
-            if channel is None:
-                yield from known_channel(ctx, channel_name, base, key=True)
-                continue
-            single = not isinstance((person.__pydantic_extra__ or {})[channel_name], list)
-            for index, entry in enumerate(entries):
-                path = base if single else (*base, index)
-                yield from _fit(ctx, channel_name, channel.address, entry, path)
+    unknown: set[tuple[str, str]] = set()
+    for item in ctx.entries:
+        channel = ctx.config.channels.get(item.channel)
+        if channel is not None:
+            yield from _fit(ctx, item.channel, channel.address, item.entry, item.path)
+        elif (item.recipient, item.channel) not in unknown:
+            unknown.add((item.recipient, item.channel))
+            yield from known_channel(
+                ctx, item.channel, ("recipients", item.recipient, item.channel), key=True
+            )
 
 
 def _fit(

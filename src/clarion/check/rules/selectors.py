@@ -11,15 +11,8 @@ from clarion.load import YamlPath
 
 
 def check(ctx: CheckContext) -> Iterator[Diagnostic]:
-    for name, person in ctx.config.recipients.items():
-        extra = person.__pydantic_extra__ or {}
-        for channel, entries in person.addresses().items():
-            single = not isinstance(extra[channel], list)
-            for index, entry in enumerate(entries):
-                base: YamlPath = ("recipients", name, channel)
-                yield from selector(
-                    ctx, entry.events, (*(base if single else (*base, index)), "events")
-                )
+    for item in ctx.entries:
+        yield from selector(ctx, item.entry.events, (*item.path, "events"))
     for index, route in enumerate(ctx.config.routes):
         yield from selector(ctx, route.events, ("routes", index, "events"))
 
