@@ -11,7 +11,7 @@ from clarion.check.models import Config, json_schema
 from clarion.check.rules import RULES
 from clarion.check.schema import check_shape, dotted
 from clarion.check.templates import TemplateIndex, discover
-from clarion.diagnostics import Diagnostic, sort_key
+from clarion.diagnostics import Diagnostic, Location, sort_key
 from clarion.load import Document
 
 __all__ = ["CheckResult", "Config", "check", "json_schema"]
@@ -41,6 +41,17 @@ def check(document: Document) -> CheckResult:
             document.lines[file.display] = file.source.splitlines()
     context = CheckContext(document, config, templates)
     diagnostics: list[Diagnostic] = []
+    if config.version is None:
+        first = document.files[0] if document.files else str(document.root)
+        diagnostics.append(
+            Diagnostic(
+                "CL101",
+                "`version` is not given",
+                Location(first, 1, 1),
+                hint="add `version: 1` to one config file",
+                path=("version",),
+            )
+        )
     for rule in RULES:
         diagnostics.extend(rule(context))
     return CheckResult(

@@ -302,7 +302,11 @@ class Config(_Model):
         },
     )
 
-    version: Literal[1] = Field(description="Version of the config language. Write `version: 1`.")
+    # Optional in the schema so that an editor can check each file of a config on its own;
+    # that it is given once across the files is the checker's CL101.
+    version: Literal[1] | None = Field(
+        None, description="Version of the config language. Write `version: 1` in one file."
+    )
     defaults: Defaults = Field(default_factory=Defaults, description=Defaults.__doc__)
     events: dict[str, Event] = Field(
         default_factory=dict, description="The event catalogue: the only event types that exist."

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from clarion.check.models import json_schema
-from clarion.diagnostics import Diagnostic, Location, did_you_mean
+from clarion.diagnostics import Diagnostic, did_you_mean
 from clarion.load import Document, YamlPath
 
 
@@ -170,15 +170,6 @@ def _translate(error: ValidationError, document: Document) -> Iterator[Diagnosti
     if validator_name == "required":
         missing = [k for k in expected_value if k not in instance]
         for key in missing:
-            if not path and key == "version":
-                yield Diagnostic(
-                    "CL101",
-                    "`version` is not given",
-                    document.locate(()) or _first_file(document),
-                    hint="add `version: 1` to one config file",
-                    path=("version",),
-                )
-                continue
             yield Diagnostic(
                 "CL105",
                 f"missing required key {key!r}{_where(path)}",
@@ -250,7 +241,3 @@ def _type_hint(instance: Any, expected: object = None) -> str | None:
     if instance is None:
         return "give a value, or remove the key"
     return None
-
-
-def _first_file(document: Document) -> Location | None:
-    return Location(document.files[0], 1, 1) if document.files else None

@@ -19,9 +19,11 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
 
 def selector(ctx: CheckContext, value: Selector, path: YamlPath) -> Iterator[Diagnostic]:
     choices = [*ctx.event_names, *ctx.categories]
+    reported = False
     for _, item, sub in ctx.selector_items(value):
         if ctx.match_item(item):
             continue
+        reported = True
         glob = any(ch in item for ch in "*?[")
         if glob:
             code, what = "CL204", "no event matches the pattern"
@@ -35,4 +37,11 @@ def selector(ctx: CheckContext, value: Selector, path: YamlPath) -> Iterator[Dia
             (*path, *sub),
             hint=did_you_mean(item, choices)
             or ("categories: " + ", ".join(sorted(ctx.categories)) if ctx.categories else None),
+        )
+    if not reported and value != "none" and not ctx.expand(value):
+        yield ctx.error(
+            "CL204",
+            "this selector matches no event",
+            path,
+            hint="write `none` to switch the address off (Disable All)",
         )
