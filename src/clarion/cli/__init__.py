@@ -12,6 +12,7 @@ import click
 from clarion import __version__
 from clarion.cli.compile import compile_command
 from clarion.cli.schema import schema_command
+from clarion.cli.serve import serve_command
 from clarion.cli.validate import validate_command
 
 __all__ = ["cli", "main"]
@@ -29,6 +30,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 cli.add_command(validate_command)
 cli.add_command(compile_command)
 cli.add_command(schema_command)
+cli.add_command(serve_command)
 
 
 def main(argv: list[str] | None = None) -> Any:

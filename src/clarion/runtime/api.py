@@ -1,0 +1,284 @@
+"""The sidecar's HTTP API (docs/http-api.md): JSON over HTTP, errors as
+`{"error": {"code", "message", "details"}}`, never a 500 for bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clarion import __version__
+from clarion.check.addresses import mask
+from clarion.runtime.envelope import Rejection
+from clarion.runtime.service import Runtime
+from clarion.runtime.store.sqlite import StoreError
+
+log = logging.getLogger("clarion.api")
+
+MAX_EVENT_BYTES = 256 * 1024
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+MAX_BATCH_EVENTS = 1000
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {"application/json": {"schema": ERROR_SCHEMA}},
+    }
+    for status, description in (
+        (400, "The body is not JSON."),
+        (401, "Missing or wrong bearer token."),
+        (409, "duplicate_contact or idempotency_conflict."),
+        (413, "The body is over the size limit."),
+        (422, "unknown_event_type, invalid_data, invalid_event or batch_not_allowed."),
+        (503, "The store cannot keep the event now; retry."),
+    )
+}
+
+
+def error(status: int, code: str, message: str, details: list[Any] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or []}}, status
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(str(exc).split(":")[0] or "not JSON") from None
+
+
+def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Clarion sidecar",
+        version=__version__,
+        description="Accepts events, plans who gets what, dispatches through Apprise.",
+    )
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Response:
+        if token is not None and request.url.path not in OPEN_PATHS:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return error(401, "unauthorized", "a bearer token is required")
+        response: Response = await call_next(request)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, "invalid_request", "the request is not valid", list(exc.errors()))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error(500, "internal_error", "an internal error; it has been logged")
+
+    async def accept_one(raw: Any) -> JSONResponse:
+        try:
+            checked = runtime.check(raw)
+        except Rejection as rejection:
+            return JSONResponse(rejection.as_json(), rejection.status)
+        try:
+            status, answer = await asyncio.wrap_future(runtime.submit(checked))
+        except Rejection as rejection:
+            return JSONResponse(rejection.as_json(), rejection.status)
+        except StoreError as exc:
+            log.error("store unavailable: event not accepted", extra={"reason": str(exc)})
+            return _unavailable()
+        runtime.accepted(checked, status)
+        return JSONResponse(answer, status)
+
+    @app.post("/v1/events", status_code=202, responses=ERRORS, summary="Accept one event")
+    async def post_event(request: Request) -> JSONResponse:
+        try:
+            raw = _parse(await _body(request, MAX_EVENT_BYTES))
+        except _TooLarge:
+            return error(413, "too_large", f"an event is at most {MAX_EVENT_BYTES:,} bytes")
+        except ValueError as exc:
+            return error(400, "invalid_json", f"the body is not JSON: {exc}")
+        return await accept_one(raw)
+
+    @app.post("/v1/events:batch", responses=ERRORS, summary="Accept up to 1000 events")
+    async def post_batch(request: Request) -> JSONResponse:
+        try:
+            raw = _parse(await _body(request, MAX_BATCH_BYTES))
+        except _TooLarge:
+            return error(413, "too_large", f"a batch is at most {MAX_BATCH_BYTES:,} bytes")
+        except ValueError as exc:
+            return error(400, "invalid_json", f"the body is not JSON: {exc}")
+        items = raw.get("events") if isinstance(raw, dict) else raw
+        if not isinstance(items, list):
+            return error(
+                422, "invalid_event", 'a batch is {"events": [...]} or a JSON array of events'
+            )
+        if len(items) > MAX_BATCH_EVENTS:
+            return error(413, "too_large", f"a batch holds at most {MAX_BATCH_EVENTS} events")
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        waiting = []
+        for index, item in enumerate(items):
+            try:
+                checked = runtime.check(item, batch=True, index=index)
+            except Rejection as rejection:
+                results[index] = {"http_status": rejection.status, **rejection.as_json()}
+                continue
+            # Submitted together, they share one commit (the store groups waiting jobs).
+            waiting.append((index, checked, asyncio.wrap_future(runtime.submit(checked))))
+        for index, checked, future in waiting:
+            try:
+                status, answer = await future
+            except Rejection as rejection:
+                results[index] = {"http_status": rejection.status, **rejection.as_json()}
+                continue
+            except StoreError as exc:
+                log.error("store unavailable: batch not accepted", extra={"reason": str(exc)})
+                return _unavailable()
+            runtime.accepted(checked, status)
+            results[index] = {"http_status": status, **answer}
+        accepted = sum(1 for r in results if r and r["http_status"] in (200, 202))
+        return JSONResponse(
+            {"accepted": accepted, "rejected": len(items) - accepted, "results": results}, 200
+        )
+
+    @app.get("/v1/events/{event_id}", responses=ERRORS, summary="An event and its deliveries")
+    async def get_event(event_id: str) -> JSONResponse:
+        record = await asyncio.to_thread(runtime.store.event, event_id)
+        if record is None:
+            return error(404, "not_found", f"no event {event_id!r}")
+        deliveries = [_public(d) for d in record.deliveries]
+        envelope = dict(record.envelope)
+        if isinstance(envelope.get("contact"), dict):
+            envelope["contact"] = _masked_contact(envelope["contact"])
+        return JSONResponse(
+            {
+                "id": record.id,
+                "type": record.type,
+                "received_at": _iso(record.received_at),
+                "table_digest": record.table_digest,
+                "event": envelope,
+                "deliveries": deliveries,
+            }
+        )
+
+    @app.get("/v1/table", summary="The routing table being served")
+    async def get_table() -> JSONResponse:
+        return JSONResponse(runtime.table().summary())
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", responses={503: ERRORS[503]}, summary="Readiness")
+    async def readyz() -> JSONResponse:
+        try:
+            await asyncio.to_thread(runtime.store.ping)
+        except StoreError as exc:
+            return error(503, "not_ready", f"the store is not reachable: {exc}")
+        if not runtime.started:
+            return error(503, "not_ready", "the dispatcher has not started")
+        return JSONResponse({"status": "ready", "digest": runtime.table().digest})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        data = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
+        return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _unavailable() -> JSONResponse:
+    response = error(503, "unavailable", "the store cannot keep the event now; retry")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    to = row["address"]
+    if to is not None and row["kind"] in ("email", "phone"):
+        to = mask(to)
+    status = "planned" if row["status"] == "pending" else row["status"]
+    return {
+        "id": row["id"],
+        "recipient": row["recipient"],
+        "channel": row["channel"],
+        "to": to,
+        "template": row["template"],
+        "status": status,
+        "reason": row["reason"],
+        "detail": row["detail"],
+        "source": row["source"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "due_at": _iso(row["due_at"]),
+        "created_at": _iso(row["created_at"]),
+        "sent_at": _iso(row["sent_at"]),
+        "attempt_log": [{**a, "at": _iso(a["at"])} for a in row.get("attempt_log", [])],
+    }
+
+
+def _masked_contact(contact: dict[str, Any]) -> dict[str, Any]:
+    out = dict(contact)
+    for key in ("email", "phone"):
+        if isinstance(out.get(key), str):
+            out[key] = mask(out[key])
+    if "devices" in out:
+        out["devices"] = [
+            {"device": d.get("device")} for d in out["devices"] if isinstance(d, dict)
+        ]
+    return out

@@ -1,0 +1,349 @@
+"""Sending: workers claim due deliveries, render them, send through Apprise, record the outcome.
+
+Shaped by measured Apprise facts (docs/design.md): one plugin object per target URL, built once
+with `Apprise.instantiate` and cached, with Apprise's own pacing (`request_rate_per_sec`) and
+retries switched off; a worker pool of our own sized for provider latency; retries with
+exponential backoff and full jitter; `dead` after the last try; a timeout is an unknown outcome,
+so phone channels (SMS, WhatsApp: a duplicate costs money and trust) are not retried at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import TemplateError
+
+from clarion.check.rendering import Message, render
+from clarion.check.secrets import PLACEHOLDER
+from clarion.runtime.envelope import EventIn
+from clarion.runtime.planner import ContactState, template_context
+from clarion.runtime.store.base import ClaimedDelivery, Outcome, Store, Tx
+from clarion.runtime.tableindex import TableIndex
+
+log = logging.getLogger("clarion.dispatch")
+
+
+@dataclass(frozen=True)
+class Policy:
+    workers: int = 64  # sends in flight; providers answer in 50-500 ms, so size for I/O
+    batch: int = 64
+    lease_seconds: float = 120.0
+    max_attempts: int = 6
+    backoff_base: float = 2.0
+    backoff_cap: float = 600.0
+    phone_hold_seconds: float = 900.0  # after an unknown outcome on SMS/WhatsApp
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SendResult:
+    result: str  # sent | failed | timeout | error
+    error: str | None
+    elapsed: float
+
+
+class Secrets:
+    """`{secret:NAME}` resolved from the environment once, and redacted from any text."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self._redact = sorted((v for v in values.values() if len(v) >= 3), key=len, reverse=True)
+
+    def fill(self, url: str) -> str:
+        return PLACEHOLDER.sub(lambda m: self.values.get(m.group(1), m.group(0)), url)
+
+    def redact(self, text: str) -> str:
+        for value in self._redact:
+            text = text.replace(value, "<secret>")
+            text = text.replace(quote(value, safe=""), "<secret>")
+        return text
+
+
+class _ThreadLog(logging.Handler):
+    """Apprise reports why a send failed only in its log; collect it per sending thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        lines: list[str] | None = getattr(self.local, "lines", None)
+        if lines is not None and len(lines) < 50:
+            try:
+                lines.append(record.getMessage())
+            except Exception:
+                lines.append(str(record.msg))
+
+
+class AppriseSender:
+    def __init__(self, secrets: Secrets) -> None:
+        import apprise
+
+        self._apprise = apprise
+        self.secrets = secrets
+        self._objects: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._capture = _ThreadLog()
+        logger = logging.getLogger("apprise")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        logger.addHandler(self._capture)
+
+    def _object(self, url: str) -> Any:
+        found = self._objects.get(url)
+        if found is None:
+            with self._lock:
+                found = self._objects.get(url)
+                if found is None:
+                    found = self._apprise.Apprise.instantiate(url, suppress_exceptions=True)
+                    if found is None:
+                        raise ValueError("Apprise cannot use this URL")
+                    found.request_rate_per_sec = 0  # our workers pace; Apprise would wait 5.5 s
+                    self._objects[url] = found
+        return found
+
+    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
+        start = time.perf_counter()
+        resolved = self.secrets.fill(url)
+        if to is not None:
+            resolved = resolved.replace("{to}", quote(to, safe="@+"))
+        self._capture.local.lines = []
+        try:
+            target = self._object(resolved)
+            kwargs: dict[str, Any] = {"body": message.body or " "}
+            if message.subject:
+                kwargs["title"] = message.subject
+            if message.body.lstrip().startswith("<"):
+                kwargs["body_format"] = self._apprise.NotifyFormat.HTML
+            if attach:
+                kwargs["attach"] = self._apprise.AppriseAttachment(attach)
+            ok = bool(target.notify(**kwargs))
+        except Exception as exc:
+            return SendResult("error", self._why([str(exc)]), time.perf_counter() - start)
+        finally:
+            lines: list[str] = getattr(self._capture.local, "lines", [])
+            self._capture.local.lines = None
+        elapsed = time.perf_counter() - start
+        if ok:
+            return SendResult("sent", None, elapsed)
+        text = " ".join(lines).lower()
+        result = "timeout" if ("timed out" in text or "timeout" in text) else "failed"
+        return SendResult(result, self._why(lines), elapsed)
+
+    def _why(self, lines: list[str]) -> str:
+        useful = [line for line in lines if line and not line.startswith("Notification ")]
+        return self.secrets.redact(" | ".join(useful[-3:]))[:500] or "the provider refused"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        table: Callable[[], TableIndex],
+        sender: AppriseSender | None,
+        policy: Policy,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[ClaimedDelivery, Outcome], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.table = table
+        self.sender = sender
+        self.policy = policy
+        self.clock = clock
+        self.on_outcome = on_outcome
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._inflight = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(policy.workers, thread_name_prefix="clarion-send")
+        self._thread = threading.Thread(target=self._loop, name="clarion-dispatch", daemon=True)
+        self._random = random.Random()
+
+    def start(self) -> None:
+        if self.store.single_process:
+            now = self.clock()
+            released = self.store.write(
+                functools.partial(
+                    _release_all, now=now, phone_due=now + self.policy.phone_hold_seconds
+                )
+            )
+            if released:
+                log.warning(
+                    "sends interrupted by the last stop are queued again (outcome unknown)",
+                    extra={"count": len(released)},
+                )
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let sends in flight finish (and be recorded), within `timeout`."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return self._inflight == 0
+
+    def _loop(self) -> None:
+        next_release = 0.0
+        while not self._stopping.is_set():
+            now = self.clock()
+            try:
+                if now >= next_release:
+                    hold = now + self.policy.phone_hold_seconds
+                    self.store.write(functools.partial(_release, now=now, phone_due=hold))
+                    next_release = now + self.policy.lease_seconds / 4
+                with self._lock:
+                    free = self.policy.workers - self._inflight
+                claimed = []
+                if free > 0:
+                    claimed = self.store.write(
+                        functools.partial(
+                            _claim,
+                            now=now,
+                            limit=min(free, self.policy.batch),
+                            lease=self.policy.lease_seconds,
+                        )
+                    )
+                    for delivery in claimed:
+                        with self._lock:
+                            self._inflight += 1
+                        self._pool.submit(self._deliver, delivery)
+                if claimed and len(claimed) == min(free, self.policy.batch):
+                    continue  # more may be due right now
+                due = self.store.next_due_at()
+            except Exception:
+                log.exception("dispatch loop: store unavailable, retrying in 1 s")
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            # Sleep until the next due time, a new row (wake), or a free worker.
+            wait = 5.0 if due is None else max(0.0, min(5.0, due - self.clock()))
+            if wait > 0:
+                self._wake.wait(wait)
+            self._wake.clear()
+
+    def _deliver(self, delivery: ClaimedDelivery) -> None:
+        try:
+            outcome = self._attempt(delivery)
+            self.store.write(functools.partial(_complete, outcome=outcome, now=self.clock()))
+            if self.on_outcome is not None:
+                self.on_outcome(delivery, outcome)
+        except Exception:
+            log.exception("delivery %s: could not record the outcome", delivery.id)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+            self._wake.set()
+
+    def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
+        policy = self.policy
+        if delivery.attempts >= policy.max_attempts:
+            return Outcome(delivery.id, "dead", "error", "no attempts left", 0.0)
+        table = self.table()
+        try:
+            message = self._render(table, delivery)
+        except (TemplateError, KeyError, ValueError) as exc:
+            detail = f"render failed: {getattr(exc, 'message', None) or exc}"
+            return Outcome(delivery.id, "dead", "error", detail[:500], 0.0)
+        if delivery.kind == "inbox":
+            inbox = {"title": message.subject, "body": message.body, "link": message.link}
+            return Outcome(delivery.id, "sent", "sent", None, 0.0, inbox=inbox)
+        if policy.dry_run or self.sender is None:
+            return Outcome(delivery.id, "sent", "dry-run", None, 0.0)
+        urls = table.table.channels[delivery.channel].apprise
+        url = delivery.url or (urls[0] if urls else None)
+        if url is None:
+            return Outcome(delivery.id, "dead", "error", "the channel has no Apprise URL", 0.0)
+        attach = self._attachments(table, delivery)
+        result = self.sender.send(url, delivery.to, message, attach)
+        if result.result == "sent":
+            return Outcome(delivery.id, "sent", "sent", None, result.elapsed)
+        attempt = delivery.attempts + 1
+        if attempt >= policy.max_attempts:
+            return Outcome(delivery.id, "dead", result.result, result.error, result.elapsed)
+        delay = self._random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2**attempt))
+        if result.result == "timeout" and delivery.kind == "phone":
+            delay = max(delay, policy.phone_hold_seconds)
+        return Outcome(
+            delivery.id,
+            "failed",
+            result.result,
+            result.error,
+            result.elapsed,
+            next_due_at=self.clock() + delay,
+        )
+
+    def _context(self, table: TableIndex, delivery: ClaimedDelivery) -> dict[str, Any]:
+        event = EventIn.model_validate(json.loads(delivery.envelope))
+        contact = None
+        if event.contact is not None:
+            c = event.contact
+            contact = ContactState(
+                id=c.id,
+                email=c.email,
+                phone=c.phone,
+                name=c.name,
+                locale=c.locale,
+                timezone=c.timezone,
+            )
+        context = template_context(event, table, contact)
+        if not delivery.recipient.startswith("contact"):
+            context["recipient"] = delivery.recipient
+        return context
+
+    def _render(self, table: TableIndex, delivery: ClaimedDelivery) -> Message:
+        source, locale = table.template_source(
+            delivery.template or delivery.event_type, delivery.channel, delivery.locale
+        )
+        return render(
+            source,
+            self._context(table, delivery),
+            locale=locale,
+            timezone_name=delivery.timezone,
+        )
+
+    def _attachments(self, table: TableIndex, delivery: ClaimedDelivery) -> list[str]:
+        message = table.table.customer_messages.get(delivery.event_type)
+        if not delivery.recipient.startswith("contact") or message is None or not message.attach:
+            return []
+        rendered = render(
+            message.attach,
+            self._context(table, delivery),
+            locale=delivery.locale,
+            timezone_name=delivery.timezone,
+        ).body.strip()
+        return [rendered] if rendered else []
+
+
+def _release(tx: Tx, now: float, phone_due: float) -> list[tuple[int, str]]:
+    return tx.release_expired(now, phone_due)
+
+
+def _release_all(tx: Tx, now: float, phone_due: float) -> list[tuple[int, str]]:
+    return tx.release_expired(now, phone_due, everything=True)
+
+
+def _claim(tx: Tx, now: float, limit: int, lease: float) -> list[ClaimedDelivery]:
+    return tx.claim_due(now, limit, lease)
+
+
+def _complete(tx: Tx, outcome: Outcome, now: float) -> None:
+    tx.complete([outcome], now)

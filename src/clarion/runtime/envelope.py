@@ -1,0 +1,85 @@
+"""The event envelope of `POST /v1/events`, and the rejection codes of scenarios.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_ID = 200
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Device(_Model):
+    device: str = Field(min_length=1, max_length=MAX_ID, description="Device name.")
+    url: str = Field(min_length=1, max_length=2000, description="The device's Apprise URL.")
+
+
+class ContactIn(_Model):
+    """The customer an event is about."""
+
+    id: str = Field(min_length=1, max_length=MAX_ID)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+    name: str | None = Field(None, max_length=200)
+    locale: str | None = Field(None, max_length=35)
+    timezone: str | None = Field(None, max_length=64)
+    consent: dict[str, bool] | None = Field(None, description="Consent changes, by channel.")
+    devices: list[Device] | None = Field(None, max_length=20, description="Push devices.")
+
+
+class EventIn(_Model):
+    """One event: `id` is the idempotency key."""
+
+    type: str = Field(min_length=1, max_length=MAX_ID)
+    id: str = Field(min_length=1, max_length=MAX_ID)
+    occurred_at: datetime | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    contact: ContactIn | None = None
+
+
+@dataclass
+class Rejection(Exception):
+    """An event refused with a fixed code: unknown_event_type, invalid_data, duplicate_contact,
+    batch_not_allowed, invalid_event, idempotency_conflict."""
+
+    code: str
+    message: str
+    status: int = 422
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+def pointer(path: tuple[Any, ...] | list[Any]) -> str:
+    """RFC 6901 JSON pointer."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+def parse_event(raw: Any, prefix: tuple[Any, ...] = ()) -> EventIn:
+    """A validated envelope, or a Rejection naming the JSON pointer of each bad field."""
+    if not isinstance(raw, dict):
+        raise Rejection(
+            "invalid_event",
+            "an event is a JSON object",
+            details=[{"pointer": pointer(prefix), "message": "expected an object"}],
+        )
+    try:
+        return EventIn.model_validate(raw)
+    except ValidationError as exc:
+        details = [
+            {"pointer": pointer((*prefix, *error["loc"])), "message": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        first = details[0]
+        raise Rejection(
+            "invalid_event",
+            f"{first['pointer'] or '/'}: {first['message']}",
+            details=details,
+        ) from None

@@ -1,0 +1,234 @@
+"""Who gets what: a pure function of (table, event, contact state, now) -> delivery records.
+
+Every candidate is recorded: planned, or skipped with a reason code from scenarios.md, so that
+"why was this not sent?" always has an answer. Nothing here touches the store or the network.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from jinja2 import TemplateError
+
+from clarion.check.rendering import environment
+from clarion.compile.table import Route, Target
+from clarion.runtime.envelope import EventIn
+from clarion.runtime.tableindex import TableIndex
+
+Status = Literal["planned", "skipped"]
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """A customer as the store knows them once this event's changes are applied."""
+
+    id: str
+    email: str | None = None  # normalised; None when absent or invalid
+    phone: str | None = None
+    email_invalid: bool = False
+    phone_invalid: bool = False
+    devices: tuple[tuple[str, str], ...] = ()  # (name, Apprise URL)
+    consent: dict[str, bool] = field(default_factory=dict)
+    locale: str | None = None
+    timezone: str | None = None
+    name: str | None = None
+
+    def as_template_value(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"id": self.id}
+        for key in ("email", "phone", "name", "locale", "timezone"):
+            if getattr(self, key) is not None:
+                value[key] = getattr(self, key)
+        return value
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One candidate delivery and its fate."""
+
+    recipient: str  # team recipient name, or "contact:<id>"
+    channel: str
+    kind: str  # email | phone | url | inbox
+    to: str | None  # normalised address, device name, or inbox owner
+    template: str | None
+    status: Status
+    reason: str | None = None
+    target: str | None = None  # team target id
+    url: str | None = None  # push device URL, secrets still as placeholders
+    locale: str = "en"
+    timezone: str = "UTC"
+    source: str = "team"  # team | route:<name> | customer
+    detail: str | None = None
+
+
+def template_context(
+    event: EventIn, table: TableIndex, contact: ContactState | None
+) -> dict[str, Any]:
+    spec = table.table.events.get(event.type)
+    occurred = event.occurred_at.isoformat() if event.occurred_at else None
+    return {
+        "event": {
+            "type": event.type,
+            "id": event.id,
+            "occurred_at": occurred,
+            "category": spec.category if spec else None,
+            "description": spec.description if spec else None,
+        },
+        "data": event.data,
+        "contact": contact.as_template_value() if contact else {},
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _expression(source: str) -> Callable[..., Any]:
+    return environment().compile_expression(source)
+
+
+def condition(source: str, context: dict[str, Any]) -> tuple[bool, str | None]:
+    """(value, problem): an expression that cannot be evaluated is false, and says why."""
+    try:
+        return bool(_expression(source)(**context)), None
+    except TemplateError as exc:
+        return False, f"{source!r}: {exc.message or exc}"
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        return False, f"{source!r}: {exc}"
+
+
+def plan(
+    table: TableIndex,
+    event: EventIn,
+    contact: ContactState | None,
+    now: datetime,
+) -> list[Delivery]:
+    spec = table.table.events[event.type]
+    context = template_context(event, table, contact)
+    deliveries = _team(table, event.type, spec.category, context)
+    deliveries += _customer(table, event.type, contact)
+    return deliveries
+
+
+def _team(
+    table: TableIndex, event_type: str, category: str | None, context: dict[str, Any]
+) -> list[Delivery]:
+    t = table.table
+    template = t.events[event_type].template
+    routes = [r for r in t.routes if r.events.matches(event_type, category)]
+    verdicts: dict[str, tuple[bool, str | None]] = {}
+    for route in routes:
+        verdicts[route.name] = condition(route.when, context) if route.when else (True, None)
+    out: list[Delivery] = []
+    for target in t.targets:
+        recipient = t.recipients[target.recipient]
+        wants = target.events.matches(event_type, category)
+        routing = [r for r in routes if _route_reaches(r, target)]
+        routed_by = next((r for r in routing if verdicts[r.name][0]), None)
+        status: Status = "planned"
+        reason: str | None = None
+        detail: str | None = None
+        source = "team"
+        if not target.enabled:
+            status = "skipped"
+            reason = "device_disabled" if target.kind == "url" else "event_disabled"
+        elif not wants and routed_by is not None:
+            source = f"route:{routed_by.name}"
+        elif not wants and routing:
+            status, reason = "skipped", "condition_false"
+            detail = "; ".join(
+                f"route {r.name}: " + (verdicts[r.name][1] or f"{r.when} is false") for r in routing
+            )
+        elif not wants:
+            status, reason = "skipped", "event_disabled"
+        out.append(
+            Delivery(
+                recipient=target.recipient,
+                channel=target.channel,
+                kind=target.kind,
+                to=_team_address(target),
+                template=template,
+                status=status,
+                reason=reason,
+                target=target.id,
+                url=target.url,
+                locale=recipient.locale or t.defaults.locale,
+                timezone=recipient.timezone or t.defaults.timezone,
+                source=source,
+                detail=detail,
+            )
+        )
+    return out
+
+
+def _route_reaches(route: Route, target: Target) -> bool:
+    return target.recipient in route.to and (
+        route.channels is None or target.channel in route.channels
+    )
+
+
+def _team_address(target: Target) -> str | None:
+    if target.kind == "url":
+        return target.device
+    if target.kind == "inbox":
+        return target.recipient
+    return target.address
+
+
+def _customer(table: TableIndex, event_type: str, contact: ContactState | None) -> list[Delivery]:
+    t = table.table
+    message = t.customer_messages.get(event_type)
+    if message is None:
+        return []
+    who = f"contact:{contact.id}" if contact else "contact"
+    locale = (contact.locale if contact else None) or t.defaults.locale
+    timezone = (contact.timezone if contact else None) or t.defaults.timezone
+    out: list[Delivery] = []
+    for channel in message.channels:
+        kind = t.channels[channel].address
+        common: dict[str, Any] = {
+            "recipient": who,
+            "channel": channel,
+            "kind": kind,
+            "template": message.template,
+            "locale": locale,
+            "timezone": timezone,
+            "source": "customer",
+        }
+        if not message.enabled:
+            out.append(Delivery(to=None, status="skipped", reason="message_disabled", **common))
+            continue
+        if contact is None:
+            out.append(Delivery(to=None, status="skipped", reason="no_address", **common))
+            continue
+        addresses, problem = customer_addresses(contact, kind)
+        if problem is not None:
+            out.append(Delivery(to=None, status="skipped", reason=problem, **common))
+            continue
+        consented = contact.consent.get(channel, False)
+        for to, url in addresses:
+            if consented:
+                out.append(Delivery(to=to, url=url, status="planned", **common))
+            else:
+                out.append(
+                    Delivery(to=to, url=url, status="skipped", reason="no_consent", **common)
+                )
+    return out
+
+
+def customer_addresses(
+    contact: ContactState, kind: str
+) -> tuple[list[tuple[str, str | None]], str | None]:
+    """The contact's (to, url) pairs on a channel of this kind, or the reason there are none."""
+    if kind == "email":
+        if contact.email_invalid:
+            return [], "invalid_address"
+        return ([(contact.email, None)], None) if contact.email else ([], "no_address")
+    if kind == "phone":
+        if contact.phone_invalid:
+            return [], "invalid_address"
+        return ([(contact.phone, None)], None) if contact.phone else ([], "no_address")
+    if kind == "url":
+        devices: list[tuple[str, str | None]] = [(name, url) for name, url in contact.devices]
+        return (devices, None) if devices else ([], "no_address")
+    return [], "no_address"

@@ -1,0 +1,187 @@
+"""The sidecar's moving parts in one place: the table being served (swapped atomically on
+reload), the store, the dispatcher, metrics. The HTTP layer and `clarion test` both drive this."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clarion.runtime.dispatch import AppriseSender, Dispatcher, Policy, Secrets
+from clarion.runtime.envelope import Rejection
+from clarion.runtime.ingest import Checked, accept, check_event
+from clarion.runtime.metrics import Metrics
+from clarion.runtime.secrets import MissingSecret, resolve
+from clarion.runtime.store.base import ClaimedDelivery, Outcome, Store, Tx
+from clarion.runtime.tableindex import TableError, TableIndex
+
+log = logging.getLogger("clarion.runtime")
+
+TableSource = Callable[[], TableIndex]  # raises TableError with a message to log
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+class Runtime:
+    def __init__(
+        self,
+        table: TableIndex,
+        store: Store,
+        policy: Policy,
+        *,
+        source: TableSource | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table = table
+        self.store = store
+        self.policy = policy
+        self.source = source
+        self.clock = clock
+        self.metrics = Metrics(lambda: store.stats(clock()))
+        self.metrics.serving(table.digest)
+        self._secrets = Secrets({} if policy.dry_run else resolve(table.table))
+        sender = None if policy.dry_run else AppriseSender(self._secrets)
+        self.dispatcher = Dispatcher(
+            store, self.table, sender, policy, clock=clock, on_outcome=self._count
+        )
+        self._reload_lock = threading.Lock()
+        self.started = False
+
+    def table(self) -> TableIndex:
+        return self._table
+
+    def start(self) -> None:
+        self.dispatcher.start()
+        self.started = True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.dispatcher.stop(timeout)
+        self.store.close()
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def check(self, raw: Any, *, batch: bool = False, index: int | None = None) -> Checked:
+        prefix: tuple[Any, ...] = () if index is None else (index,)
+        try:
+            return check_event(self._table, raw, batch=batch, prefix=prefix)
+        except Rejection as rejection:
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            known = isinstance(kind, str) and kind in self._table.table.events
+            self.metrics.events.labels(type=kind if known else "unknown", result="rejected").inc()
+            raise rejection from None
+
+    def submit(self, checked: Checked) -> Future[tuple[int, dict[str, Any]]]:
+        table = self._table
+        job = functools.partial(_accept, table=table, checked=checked, now=self.clock())
+        return self.store.submit(job)
+
+    def accepted(self, checked: Checked, status: int) -> None:
+        result = "accepted" if status == 202 else "duplicate"
+        self.metrics.events.labels(type=checked.event.type, result=result).inc()
+        if status == 202:
+            self.dispatcher.wake()
+
+    def ingest(self, raws: Sequence[Any], *, batch: bool = False) -> list[Answer]:
+        """Blocking ingest of several events (CLI, tests); the API does the same asynchronously."""
+        answers: list[Answer | None] = [None] * len(raws)
+        pending: list[tuple[int, Checked, Future[tuple[int, dict[str, Any]]]]] = []
+        for index, raw in enumerate(raws):
+            try:
+                checked = self.check(raw, batch=batch, index=index if batch else None)
+            except Rejection as rejection:
+                answers[index] = Answer(rejection.status, rejection.as_json())
+                continue
+            pending.append((index, checked, self.submit(checked)))
+        for index, checked, future in pending:
+            try:
+                status, body = future.result()
+            except Rejection as rejection:
+                answers[index] = Answer(rejection.status, rejection.as_json())
+                continue
+            self.accepted(checked, status)
+            answers[index] = Answer(status, body)
+        return [a for a in answers if a is not None]
+
+    # -- reload ------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Swap in a fresh table from the source; a table that fails keeps the old one serving."""
+        if self.source is None:
+            return False
+        with self._reload_lock:
+            try:
+                fresh = self.source()
+                if not self.policy.dry_run:
+                    resolve(fresh.table)  # a new secret must be set before the table is used
+            except (TableError, MissingSecret) as exc:
+                log.error(
+                    "reload refused; still serving the previous table",
+                    extra={"reason": str(exc), "digest": self._table.digest},
+                )
+                return False
+            if fresh.digest == self._table.digest:
+                log.info("reload: the table is unchanged", extra={"digest": fresh.digest})
+                return True
+            old = self._table.digest
+            if not self.policy.dry_run:
+                self._secrets.values.update(resolve(fresh.table))
+            self._table = fresh
+            self.metrics.serving(fresh.digest)
+            log.info("reloaded the routing table", extra={"digest": fresh.digest, "previous": old})
+            return True
+
+    def _count(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
+        self.metrics.deliveries.labels(channel=delivery.channel, status=outcome.status).inc()
+        if outcome.elapsed:
+            self.metrics.dispatch_seconds.labels(channel=delivery.channel).observe(outcome.elapsed)
+
+
+def _accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int, dict[str, Any]]:
+    return accept(tx, table, checked, now)
+
+
+class ConfigWatcher:
+    """Reloads when the files behind the table change (polled: no extra dependency, and a
+    config is a few dozen files)."""
+
+    def __init__(self, runtime: Runtime, paths: Callable[[], list[Path]], every: float = 1.0):
+        self.runtime = runtime
+        self.paths = paths
+        self.every = every
+        self._stop = threading.Event()
+        self._seen = self._fingerprint()
+        self._thread = threading.Thread(target=self._run, name="clarion-watch", daemon=True)
+
+    def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for path in self.paths():
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            out.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(sorted(out))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            current = self._fingerprint()
+            if current != self._seen:
+                self._seen = current
+                log.info("config changed on disk; reloading")
+                self.runtime.reload()

@@ -1,0 +1,154 @@
+"""What the runtime needs from a store, whatever keeps the rows (SQLite now, PostgreSQL next).
+
+Writes happen in transactions handed to `Store.submit`: the store runs each job inside its own
+savepoint, several jobs to one commit (group commit), and resolves the job's future only once
+the commit is durable. That is how an event is on disk before its `202`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    id: str
+    email: str | None
+    phone: str | None
+    email_norm: str | None
+    phone_norm: str | None
+    name: str | None
+    locale: str | None
+    timezone: str | None
+    devices: tuple[tuple[str, str], ...]
+    consent: dict[str, bool]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    channel: str
+    granted: bool
+    at: float
+    source: str
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    recipient: str
+    channel: str
+    kind: str
+    to: str | None
+    template: str | None
+    status: str  # pending | skipped
+    reason: str | None
+    target: str | None
+    url: str | None
+    locale: str
+    timezone: str
+    source: str
+    due_at: float | None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: int
+    event_id: str
+    event_type: str
+    recipient: str
+    channel: str
+    kind: str
+    to: str | None
+    url: str | None
+    template: str | None
+    locale: str
+    timezone: str
+    attempts: int
+    envelope: str  # the event as accepted, JSON
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one send attempt gave, and what becomes of the delivery."""
+
+    delivery_id: int
+    status: str  # sent | failed (retried at next_due_at) | dead
+    result: str  # sent | failed | timeout | error | dry-run
+    error: str | None
+    elapsed: float
+    next_due_at: float | None = None
+    inbox: dict[str, Any] | None = None  # title, body, link for an in-app delivery
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: str
+    type: str
+    received_at: float
+    table_digest: str
+    envelope: dict[str, Any]
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Tx(Protocol):
+    """Operations inside one write transaction."""
+
+    def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None: ...
+
+    def insert_event(
+        self,
+        event_id: str,
+        event_type: str,
+        body_hash: str,
+        envelope: str,
+        contact_id: str | None,
+        table_digest: str,
+        received_at: float,
+        answer: dict[str, Any],
+    ) -> None: ...
+
+    def insert_deliveries(
+        self, event_id: str, event_type: str, rows: Sequence[NewDelivery], now: float
+    ) -> None: ...
+
+    def contact(self, contact_id: str) -> ContactRow | None: ...
+
+    def contact_by(self, field: str, value: str) -> str | None: ...
+
+    def save_contact(self, row: ContactRow, changes: Sequence[ConsentChange]) -> None: ...
+
+    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[ClaimedDelivery]: ...
+
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+
+    def release_expired(
+        self, now: float, phone_due: float, everything: bool = False
+    ) -> list[tuple[int, str]]: ...
+
+
+class Store(Protocol):
+    url: str
+    single_process: bool
+
+    def submit(self, job: Callable[[Tx], T]) -> Future[T]: ...
+
+    def write(self, job: Callable[[Tx], T]) -> T: ...
+
+    def next_due_at(self) -> float | None: ...
+
+    def event(self, event_id: str) -> EventRecord | None: ...
+
+    def contact(self, contact_id: str) -> tuple[ContactRow, list[ConsentChange]] | None: ...
+
+    def stats(self, now: float) -> dict[str, float]: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,634 @@
+"""The embedded store: one SQLite file in WAL mode, one writer thread with group commit.
+
+SQLite allows one writer at a time; rather than have request threads queue on its lock, every
+write is a job for one thread that runs whatever jobs are waiting inside one transaction, each in
+its own savepoint (a job that fails leaves nothing behind), commits with `synchronous=FULL`, and
+only then resolves the jobs' futures. Reads use their own connections and never wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from clarion.runtime.store.base import (
+    ClaimedDelivery,
+    ConsentChange,
+    ContactRow,
+    EventRecord,
+    NewDelivery,
+    Outcome,
+    Tx,
+)
+
+T = TypeVar("T")
+MAX_GROUP = 512  # jobs per commit
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        contact_id TEXT,
+        table_digest TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        answer TEXT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL REFERENCES events(id),
+        event_type TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT,
+        address TEXT,
+        url TEXT,
+        template TEXT,
+        locale TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        detail TEXT,
+        due_at REAL,
+        lease_until REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX deliveries_event ON deliveries(event_id);
+    CREATE INDEX deliveries_due ON deliveries(due_at) WHERE status IN ('pending', 'failed');
+    CREATE INDEX deliveries_leased ON deliveries(lease_until) WHERE status = 'sending';
+    CREATE TABLE attempts (
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+        number INTEGER NOT NULL,
+        at REAL NOT NULL,
+        result TEXT NOT NULL,
+        elapsed REAL NOT NULL,
+        error TEXT,
+        PRIMARY KEY (delivery_id, number)
+    );
+    CREATE TABLE contacts (
+        id TEXT PRIMARY KEY,
+        email TEXT,
+        phone TEXT,
+        email_norm TEXT,
+        phone_norm TEXT,
+        name TEXT,
+        locale TEXT,
+        timezone TEXT,
+        devices TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX contacts_email ON contacts(email_norm);
+    CREATE INDEX contacts_phone ON contacts(phone_norm);
+    CREATE TABLE consent (
+        contact_id TEXT NOT NULL REFERENCES contacts(id),
+        channel TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (contact_id, channel)
+    );
+    CREATE TABLE consent_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contact_id TEXT NOT NULL REFERENCES contacts(id),
+        channel TEXT NOT NULL,
+        granted INTEGER NOT NULL,
+        at REAL NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX consent_history_contact ON consent_history(contact_id, id);
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient TEXT NOT NULL,
+        delivery_id INTEGER NOT NULL UNIQUE REFERENCES deliveries(id),
+        event_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        title TEXT,
+        body TEXT NOT NULL,
+        link TEXT,
+        created_at REAL NOT NULL,
+        read_at REAL
+    );
+    CREATE INDEX inbox_recipient ON inbox(recipient, id);
+    """,
+]
+
+_DELIVERY_COLUMNS = (
+    "id, event_id, event_type, recipient, channel, kind, target, address, url, template, locale, "
+    "timezone, source, status, reason, detail, due_at, attempts, last_error, created_at, "
+    "updated_at, sent_at"
+)
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written (disk full, locked, corrupt): an environment
+    problem, reported in one line."""
+
+
+def _connect(target: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class SQLiteStore:
+    # One process owns the file: at start, sends left 'sending' by a process that died are its
+    # own, and can be released at once rather than when their lease runs out.
+    single_process = True
+
+    def __init__(self, path: Path | None) -> None:
+        """A file store at `path`, or a private throwaway one when `path` is None.
+
+        The throwaway store is a file in a temporary folder, not `:memory:`: SQLite's shared
+        in-memory databases lock whole tables between connections, and tests and `clarion test`
+        should run the very code paths a file store runs."""
+        self._scratch: Path | None = None
+        if path is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="clarion-store-"))
+            path = self._scratch / "store.db"
+            self.url = "sqlite://:memory:"
+        else:
+            self.url = f"sqlite:///{path}"
+        self._target = str(path)
+        try:
+            self._conn = _connect(self._target)
+            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: cannot switch SQLite to WAL mode ({mode})")
+            # FULL: an event is on disk before its 202. A throwaway store need not outlive us.
+            durable = "OFF" if self._scratch else "FULL"
+            self._conn.execute(f"PRAGMA synchronous = {durable}")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.url}: {exc}") from None
+        self._local = threading.local()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[Tx], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._closed = False
+        self._writer = threading.Thread(target=self._run, name="clarion-store-writer", daemon=True)
+        self._writer.start()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        version = row[0] if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.url}: schema version {version} is newer than this Clarion knows "
+                f"({len(MIGRATIONS)}); upgrade Clarion"
+            )
+        for number in range(version, len(MIGRATIONS)):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("DELETE FROM schema_version")
+                conn.execute("INSERT INTO schema_version VALUES (?)", (number + 1,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+        future: Future[T] = Future()
+        if self._closed:
+            future.set_exception(StoreError("the store is closed"))
+            return future
+        self._jobs.put((job, future))
+        return future
+
+    def write(self, job: Callable[[Tx], T]) -> T:
+        return self.submit(job).result()
+
+    def _run(self) -> None:
+        tx = _SQLiteTx(self._conn)
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._jobs.put(None)
+                    break
+                group.append(item)
+            self._commit_group(tx, group)
+
+    def _commit_group(
+        self, tx: _SQLiteTx, group: list[tuple[Callable[[Tx], Any], Future[Any]]]
+    ) -> None:
+        conn = self._conn
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in group:
+                if not future.set_running_or_notify_cancel():
+                    continue
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job(tx)
+                except Exception as exc:  # the job's own failure: undo only its writes
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((future, False, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((future, True, value))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            error = StoreError(f"{self.url}: {exc}")
+            for _, future in group:
+                if future.done():
+                    continue
+                if future.running() or future.set_running_or_notify_cancel():
+                    future.set_exception(error)
+            return
+        for future, ok, value in results:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._target)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+        return conn
+
+    def ping(self) -> None:
+        try:
+            self._reader().execute("SELECT 1 FROM schema_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.url}: {exc}") from None
+
+    def next_due_at(self) -> float | None:
+        row = (
+            self._reader()
+            .execute("SELECT MIN(due_at) FROM deliveries WHERE status IN ('pending', 'failed')")
+            .fetchone()
+        )
+        leased = (
+            self._reader()
+            .execute("SELECT MIN(lease_until) FROM deliveries WHERE status = 'sending'")
+            .fetchone()
+        )
+        candidates = [v for v in (row[0], leased[0]) if v is not None]
+        return min(candidates) if candidates else None
+
+    def event(self, event_id: str) -> EventRecord | None:
+        conn = self._reader()
+        row = conn.execute(
+            "SELECT id, type, received_at, table_digest, envelope FROM events WHERE id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        cursor = conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+        names = [d[0] for d in cursor.description]
+        deliveries = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        attempts = conn.execute(
+            "SELECT delivery_id, number, at, result, elapsed, error FROM attempts "
+            "WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?) "
+            "ORDER BY delivery_id, number",
+            (event_id,),
+        ).fetchall()
+        by_delivery: dict[int, list[dict[str, Any]]] = {}
+        for delivery_id, number, at, result, elapsed, error in attempts:
+            by_delivery.setdefault(delivery_id, []).append(
+                {"number": number, "at": at, "result": result, "elapsed": elapsed, "error": error}
+            )
+        for delivery in deliveries:
+            delivery["attempt_log"] = by_delivery.get(delivery["id"], [])
+        return EventRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), deliveries)
+
+    def contact(self, contact_id: str) -> tuple[ContactRow, list[ConsentChange]] | None:
+        conn = self._reader()
+        row = _read_contact(conn, contact_id)
+        if row is None:
+            return None
+        history = [
+            ConsentChange(channel, bool(granted), at, source)
+            for channel, granted, at, source in conn.execute(
+                "SELECT channel, granted, at, source FROM consent_history "
+                "WHERE contact_id = ? ORDER BY id",
+                (contact_id,),
+            )
+        ]
+        return row, history
+
+    def stats(self, now: float) -> dict[str, float]:
+        conn = self._reader()
+        depth, oldest = conn.execute(
+            "SELECT COUNT(*), MIN(due_at) FROM deliveries "
+            "WHERE status IN ('pending', 'failed', 'sending') AND due_at <= ?",
+            (now,),
+        ).fetchone()
+        return {
+            "queue_depth": float(depth),
+            "oldest_pending_age_seconds": max(0.0, now - oldest) if oldest is not None else 0.0,
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(None)
+        self._writer.join(timeout=10)
+        self._conn.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _read_contact(conn: sqlite3.Connection, contact_id: str) -> ContactRow | None:
+    row = conn.execute(
+        "SELECT id, email, phone, email_norm, phone_norm, name, locale, timezone, devices, "
+        "created_at, updated_at FROM contacts WHERE id = ?",
+        (contact_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    consent = {
+        channel: bool(granted)
+        for channel, granted in conn.execute(
+            "SELECT channel, granted FROM consent WHERE contact_id = ?", (contact_id,)
+        )
+    }
+    devices = tuple((d["device"], d["url"]) for d in json.loads(row[8]))
+    return ContactRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        devices,
+        consent,
+        row[9],
+        row[10],
+    )
+
+
+class _SQLiteTx:
+    """The writer thread's operations; every call runs inside the current transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.conn.execute(
+            "SELECT body_hash, answer FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def insert_event(
+        self,
+        event_id: str,
+        event_type: str,
+        body_hash: str,
+        envelope: str,
+        contact_id: str | None,
+        table_digest: str,
+        received_at: float,
+        answer: dict[str, Any],
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events (id, type, body_hash, envelope, contact_id, table_digest, "
+            "received_at, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                event_type,
+                body_hash,
+                envelope,
+                contact_id,
+                table_digest,
+                received_at,
+                json.dumps(answer),
+            ),
+        )
+
+    def insert_deliveries(
+        self, event_id: str, event_type: str, rows: Sequence[NewDelivery], now: float
+    ) -> None:
+        self.conn.executemany(
+            "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
+            "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    event_id,
+                    event_type,
+                    r.recipient,
+                    r.channel,
+                    r.kind,
+                    r.target,
+                    r.to,
+                    r.url,
+                    r.template,
+                    r.locale,
+                    r.timezone,
+                    r.source,
+                    r.status,
+                    r.reason,
+                    r.detail,
+                    r.due_at,
+                    now,
+                    now,
+                )
+                for r in rows
+            ],
+        )
+
+    def contact(self, contact_id: str) -> ContactRow | None:
+        return _read_contact(self.conn, contact_id)
+
+    def contact_by(self, field: str, value: str) -> str | None:
+        column = {"email": "email_norm", "phone": "phone_norm"}[field]
+        row = self.conn.execute(
+            f"SELECT id FROM contacts WHERE {column} = ? LIMIT 1", (value,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def save_contact(self, row: ContactRow, changes: Sequence[ConsentChange]) -> None:
+        devices = json.dumps([{"device": d, "url": u} for d, u in row.devices])
+        self.conn.execute(
+            "INSERT INTO contacts (id, email, phone, email_norm, phone_norm, name, locale, "
+            "timezone, devices, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET email = excluded.email, phone = excluded.phone, "
+            "email_norm = excluded.email_norm, phone_norm = excluded.phone_norm, "
+            "name = excluded.name, locale = excluded.locale, timezone = excluded.timezone, "
+            "devices = excluded.devices, updated_at = excluded.updated_at",
+            (
+                row.id,
+                row.email,
+                row.phone,
+                row.email_norm,
+                row.phone_norm,
+                row.name,
+                row.locale,
+                row.timezone,
+                devices,
+                row.created_at,
+                row.updated_at,
+            ),
+        )
+        for change in changes:
+            self.conn.execute(
+                "INSERT INTO consent (contact_id, channel, granted, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (contact_id, channel) DO UPDATE SET "
+                "granted = excluded.granted, updated_at = excluded.updated_at",
+                (row.id, change.channel, int(change.granted), change.at),
+            )
+            self.conn.execute(
+                "INSERT INTO consent_history (contact_id, channel, granted, at, source) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (row.id, change.channel, int(change.granted), change.at, change.source),
+            )
+
+    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
+        rows = self.conn.execute(
+            "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ? "
+            "WHERE id IN (SELECT id FROM deliveries WHERE status IN ('pending', 'failed') "
+            "AND due_at <= ? ORDER BY due_at, id LIMIT ?) "
+            "RETURNING id, event_id, event_type, recipient, channel, kind, address, url, "
+            "template, locale, timezone, attempts",
+            (now + lease_seconds, now, now, limit),
+        ).fetchall()
+        if not rows:
+            return []
+        envelopes = dict(
+            self.conn.execute(
+                "SELECT id, envelope FROM events WHERE id IN "
+                f"({','.join('?' * len({r[1] for r in rows}))})",
+                tuple({r[1] for r in rows}),
+            ).fetchall()
+        )
+        claimed = [
+            ClaimedDelivery(
+                id=r[0],
+                event_id=r[1],
+                event_type=r[2],
+                recipient=r[3],
+                channel=r[4],
+                kind=r[5],
+                to=r[6],
+                url=r[7],
+                template=r[8],
+                locale=r[9],
+                timezone=r[10],
+                attempts=r[11],
+                envelope=envelopes[r[1]],
+            )
+            for r in rows
+        ]
+        return sorted(claimed, key=lambda c: c.id)
+
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> None:
+        for o in outcomes:
+            number = self.conn.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
+                "due_at = COALESCE(?, due_at), last_error = ?, updated_at = ?, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                "WHERE id = ? AND status = 'sending' RETURNING attempts, recipient, event_id, "
+                "event_type",
+                (
+                    o.status,
+                    o.next_due_at,
+                    o.error,
+                    now,
+                    o.status,
+                    now,
+                    o.delivery_id,
+                ),
+            ).fetchone()
+            if number is None:
+                continue  # the lease expired and another worker has it now
+            self.conn.execute(
+                "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (o.delivery_id, number[0], now, o.result, o.elapsed, o.error),
+            )
+            if o.inbox is not None and o.status == "sent":
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO inbox (recipient, delivery_id, event_id, event_type, "
+                    "title, body, link, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        number[1],
+                        o.delivery_id,
+                        number[2],
+                        number[3],
+                        o.inbox.get("title"),
+                        o.inbox["body"],
+                        o.inbox.get("link"),
+                        now,
+                    ),
+                )
+
+    def release_expired(
+        self, now: float, phone_due: float, everything: bool = False
+    ) -> list[tuple[int, str]]:
+        """Deliveries whose sender vanished mid-send: their outcome is unknown (the provider may
+        have it), so the attempt is recorded as a timeout and the delivery goes back to the
+        queue; phone channels (SMS, WhatsApp) wait until `phone_due`. Returns (id, kind)."""
+        rows = self.conn.execute(
+            "UPDATE deliveries SET status = 'failed', lease_until = NULL, "
+            "attempts = attempts + 1, last_error = 'interrupted: outcome unknown', "
+            "updated_at = ?, due_at = CASE WHEN kind = 'phone' THEN ? ELSE due_at END "
+            "WHERE status = 'sending' AND (lease_until <= ? OR ?) "
+            "RETURNING id, kind, attempts",
+            (now, phone_due, now, everything),
+        ).fetchall()
+        for delivery_id, _kind, number in rows:
+            self.conn.execute(
+                "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
+                "VALUES (?, ?, ?, 'timeout', 0, 'interrupted: outcome unknown')",
+                (delivery_id, number, now),
+            )
+        return [(r[0], r[1]) for r in rows]
+
+    def reschedule(self, delivery_id: int, due_at: float) -> None:
+        self.conn.execute("UPDATE deliveries SET due_at = ? WHERE id = ?", (due_at, delivery_id))
+
+
+def now() -> float:
+    return time.time()

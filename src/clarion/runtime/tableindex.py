@@ -1,0 +1,80 @@
+"""The routing table as the runtime uses it: loaded once, indexed for planning, never YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from clarion.compile import RoutingTable, canonical_bytes, digest
+from clarion.compile.table import Target
+
+
+class TableError(Exception):
+    """A routing table file that cannot be used; the message says why."""
+
+
+@dataclass
+class TableIndex:
+    table: RoutingTable
+    digest: str
+    _validators: dict[str, Draft202012Validator] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_table(cls, table: RoutingTable, data: bytes | None = None) -> TableIndex:
+        raw = data if data is not None else canonical_bytes(table.model_dump(mode="json"))
+        return cls(table, digest(raw))
+
+    @classmethod
+    def from_file(cls, path: Path) -> TableIndex:
+        try:
+            raw = path.read_bytes()
+            table = RoutingTable.model_validate_json(raw)
+        except OSError as exc:
+            raise TableError(f"{path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            first = str(exc).splitlines()[0]
+            raise TableError(f"{path}: not a Clarion routing table ({first})") from None
+        return cls(table, digest(raw))
+
+    def validator(self, event_type: str) -> Draft202012Validator:
+        found = self._validators.get(event_type)
+        if found is None:
+            found = Draft202012Validator(self.table.events[event_type].data_schema)
+            self._validators[event_type] = found
+        return found
+
+    @cached_property
+    def targets_by_recipient(self) -> dict[str, list[Target]]:
+        out: dict[str, list[Target]] = {}
+        for target in self.table.targets:
+            out.setdefault(target.recipient, []).append(target)
+        return out
+
+    def template_source(self, name: str, channel: str, locale: str) -> tuple[str, str]:
+        """(source, locale used) for a message: the reader's locale, the folder's root, the
+        default locale, then Clarion's built-in message for the channel's kind."""
+        variants = self.table.templates.get(f"{name}.{channel}", {})
+        default = self.table.defaults.locale
+        for key in (locale, locale.split("_")[0], "", default):
+            if key in variants:
+                return variants[key], key or locale
+        kind = self.table.channels[channel].address
+        return self.table.builtin_templates[kind], locale
+
+    def summary(self) -> dict[str, Any]:
+        table = self.table
+        return {
+            "digest": self.digest,
+            "format": table.format,
+            "events": len(table.events),
+            "channels": sorted(table.channels),
+            "recipients": len(table.recipients),
+            "targets": len(table.targets),
+            "routes": len(table.routes),
+            "customer_messages": len(table.customer_messages),
+            "flows": len(table.flows),
+        }

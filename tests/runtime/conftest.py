@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clarion.compile import build
+from clarion.runtime import Policy, Runtime, SQLiteStore, TableIndex
+from tests.conftest import EXAMPLES
+from tests.sinks import http_sink, smtp_sink  # noqa: F401 - fixtures
+
+__all__ = ["http_sink", "smtp_sink"]
+
+
+@pytest.fixture(scope="session")
+def examples_table() -> TableIndex:
+    result = build(EXAMPLES)
+    assert result.table is not None and result.data is not None
+    return TableIndex.from_table(result.table, result.data)
+
+
+@pytest.fixture
+def runtime(examples_table: TableIndex) -> Iterator[Runtime]:
+    """The examples' table on an in-memory store, recording instead of sending."""
+    rt = Runtime(examples_table, SQLiteStore(None), Policy(dry_run=True, workers=4))
+    yield rt
+    rt.stop(timeout=5)
+
+
+def example(table: TableIndex, event_type: str, **data: Any) -> dict[str, Any]:
+    spec = table.table.events[event_type]
+    assert spec.example is not None
+    return {**spec.example, **data}
