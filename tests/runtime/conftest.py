@@ -8,7 +8,7 @@ import pytest
 from clarion.compile import build
 from clarion.runtime import Policy, Runtime, SQLiteStore, TableIndex
 from tests.conftest import EXAMPLES
-from tests.sinks import http_sink, smtp_sink  # noqa: F401 - fixtures
+from tests.sinks import http_sink, smtp_sink
 
 __all__ = ["http_sink", "smtp_sink"]
 

@@ -26,9 +26,9 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def event(
-    table: TableIndex, event_type: str = "payment.failed", id: str = "evt_1", **extra: Any
-) -> dict[str, Any]:  # noqa: A002
-    return {"type": event_type, "id": id, "data": example(table, event_type), **extra}
+    table: TableIndex, event_type: str = "payment.failed", event_id: str = "evt_1", **extra: Any
+) -> dict[str, Any]:
+    return {"type": event_type, "id": event_id, "data": example(table, event_type), **extra}
 
 
 def wait_settled(client: TestClient, event_id: str, timeout: float = 5.0) -> dict[str, Any]:

@@ -124,7 +124,16 @@ def serve_command(
         raise EnvironmentProblem(f"cannot create the store: {exc.strerror or exc}") from None
     try:
         runtime = Runtime(
-            table, store, Policy(workers=workers, dry_run=dry_run), source=table_source
+            table,
+            store,
+            Policy(
+                workers=workers,
+                dry_run=dry_run,
+                max_attempts=max_attempts,
+                backoff_base=backoff,
+                lease_seconds=lease,
+            ),
+            source=table_source,
         )
     except MissingSecret as exc:
         store.close()
@@ -157,14 +166,28 @@ def serve_command(
             "dry_run": dry_run,
         },
     )
+    # uvicorn stops serving on SIGTERM/SIGINT and then raises the signal again with the handlers
+    # that were there before it: ours, so that in-flight sends finish and get recorded.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _stop_requested)
     try:
         server.run(sockets=[sock])
+    except _StopRequested:
+        pass
     finally:
         if watcher is not None:
             watcher.stop()
         log.info("stopping: finishing sends in flight")
         runtime.stop()
         log.info("stopped")
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _stop_requested(number: int, frame: object) -> None:
+    raise _StopRequested
 
 
 def _print_refusal(message: str) -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
-import sqlite3
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
