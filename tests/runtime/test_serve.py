@@ -287,3 +287,43 @@ def test_crash_mid_dispatch_loses_nothing(tmp_path: Path) -> None:
                 assert delivery["status"] == "sent", delivery
         finally:
             sidecar.kill()
+
+
+def test_reload_on_sighup_and_on_change_keeps_the_old_table_when_the_new_fails(
+    tmp_path: Path, http_sink: HttpSink
+) -> None:
+    import signal
+
+    config = crash_config(tmp_path / "config", http_sink)
+    with Sidecar(config, tmp_path / "store.db", "--dry-run") as sidecar:
+        first = sidecar.get("/v1/table")[1]["digest"]
+
+        def digest_becomes(predicate: Any, timeout: float = 10.0) -> str:
+            deadline = time.monotonic() + timeout
+            while True:
+                current: str = sidecar.get("/v1/table")[1]["digest"]
+                if predicate(current):
+                    return current
+                assert time.monotonic() < deadline, current
+                time.sleep(0.1)
+
+        # a change on disk is picked up
+        (config / "extra.yaml").write_text("events: {tock: {description: A tock, example: {}}}\n")
+        second = digest_becomes(lambda d: d != first)
+        assert sidecar.post("/v1/events", {"type": "tock", "id": "k1"})[0] == 202
+        # a broken config is refused, the old table keeps serving, and the log says so
+        (config / "extra.yaml").write_text("events: {tock: {descripton: typo}}\n")
+        time.sleep(2.5)
+        assert sidecar.get("/v1/table")[1]["digest"] == second
+        assert sidecar.post("/v1/events", {"type": "tock", "id": "k2"})[0] == 202
+        log = sidecar.log.read_text()
+        assert "reload refused; still serving the previous table" in log
+        assert "CL103" in log
+        # SIGHUP reloads too (here: back to the first config)
+        (config / "extra.yaml").unlink()
+        assert sidecar.process is not None
+        sidecar.process.send_signal(signal.SIGHUP)
+        digest_becomes(lambda d: d == first)
+        assert sidecar.post("/v1/events", {"type": "tock", "id": "k3"})[1]["error"]["code"] == (
+            "unknown_event_type"
+        )

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from jinja2 import TemplateError
 
+from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
 from clarion.runtime.envelope import EventIn
@@ -274,6 +275,11 @@ class Dispatcher:
             return Outcome(delivery.id, "dead", "error", "the channel has no Apprise URL", 0.0)
         attach = self._attachments(table, delivery)
         result = self.sender.send(url, delivery.to, message, attach)
+        if result.error and delivery.to and delivery.kind in ("email", "phone"):
+            # Provider errors often quote the address; logs and the API show it masked.
+            result = SendResult(
+                result.result, result.error.replace(delivery.to, mask(delivery.to)), result.elapsed
+            )
         if result.result == "sent":
             return Outcome(delivery.id, "sent", "sent", None, result.elapsed)
         attempt = delivery.attempts + 1

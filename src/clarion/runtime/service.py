@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clarion.check.addresses import mask
 from clarion.runtime.dispatch import AppriseSender, Dispatcher, Policy, Secrets
 from clarion.runtime.envelope import Rejection
 from clarion.runtime.ingest import Checked, accept, check_event
@@ -88,6 +89,7 @@ class Runtime:
     def accepted(self, checked: Checked, status: int) -> None:
         result = "accepted" if status == 202 else "duplicate"
         self.metrics.events.labels(type=checked.event.type, result=result).inc()
+        log.debug(result, extra={"event_id": checked.event.id, "type": checked.event.type})
         if status == 202:
             self.dispatcher.wake()
 
@@ -142,6 +144,23 @@ class Runtime:
 
     def _count(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
         self.metrics.deliveries.labels(channel=delivery.channel, status=outcome.status).inc()
+        fields = {
+            "event_id": delivery.event_id,
+            "delivery_id": delivery.id,
+            "channel": delivery.channel,
+            "recipient": delivery.recipient,
+            "to": mask(delivery.to)
+            if delivery.to and delivery.kind in ("email", "phone")
+            else delivery.to,
+            "result": outcome.result,
+            "attempt": delivery.attempts + 1,
+        }
+        if outcome.status == "sent":
+            log.debug("delivered", extra=fields)
+        elif outcome.status == "dead":
+            log.error("dead letter: no more attempts", extra={**fields, "error": outcome.error})
+        else:
+            log.warning("send failed; will retry", extra={**fields, "error": outcome.error})
         if outcome.elapsed:
             self.metrics.dispatch_seconds.labels(channel=delivery.channel).observe(outcome.elapsed)
 
