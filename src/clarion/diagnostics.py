@@ -96,7 +96,8 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str | None:
 
 
 # code -> (short name, what it means). Loading CL0xx, shape CL1xx, names CL2xx, addresses CL3xx,
-# data and templates CL4xx, time CL5xx, channels and secrets CL6xx, lint warnings CL9xx.
+# data and templates CL4xx, time CL5xx, channels and secrets CL6xx, scenario files CL7xx,
+# lint warnings CL9xx.
 CODES: dict[str, tuple[str, str]] = {
     "CL001": ("not-utf8", "a config file is not valid UTF-8"),
     "CL002": ("too-large", "a config file is larger, or nested deeper, than the loader accepts"),
@@ -153,6 +154,8 @@ CODES: dict[str, tuple[str, str]] = {
     "CL604": ("channel-url", "a channel whose `apprise` does not fit its address kind"),
     "CL605": ("secret-name", "a {secret:NAME} placeholder with an unusable name"),
     "CL606": ("customer-channel", "a channel customers cannot be reached on"),
+    "CL701": ("scenario-shape", "a scenario file that is not name, start and steps"),
+    "CL702": ("scenario-time", "a scenario time or duration that does not parse"),
     "CL901": ("critical-coverage", "a critical event reaches people on fewer than two channels"),
     "CL902": ("recipient-silent", "a recipient whose every address is off"),
     "CL903": ("unused-template", "a template file nothing refers to"),

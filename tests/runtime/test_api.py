@@ -154,7 +154,7 @@ def test_batch(client: TestClient, examples_table: TableIndex) -> None:
     assert [r["http_status"] for r in body["results"]] == [202, 422, 422, 200]
     assert body["results"][0] == {"http_status": 202, "id": "b1", "status": "accepted"}
     assert body["results"][1]["error"]["code"] == "batch_not_allowed"
-    assert body["results"][2]["error"]["details"][0]["pointer"].startswith("/2/")
+    assert body["results"][2]["error"]["details"][0]["pointer"].startswith("/events/2/")
     assert (body["accepted"], body["rejected"]) == (2, 2)
 
 

@@ -11,8 +11,11 @@ import click
 
 from clarion import __version__
 from clarion.cli.compile import compile_command
+from clarion.cli.explain import explain_command
 from clarion.cli.schema import schema_command
+from clarion.cli.send import send_command
 from clarion.cli.serve import serve_command
+from clarion.cli.test import test_command
 from clarion.cli.validate import validate_command
 
 __all__ = ["cli", "main"]
@@ -31,6 +34,9 @@ cli.add_command(validate_command)
 cli.add_command(compile_command)
 cli.add_command(schema_command)
 cli.add_command(serve_command)
+cli.add_command(test_command)
+cli.add_command(explain_command)
+cli.add_command(send_command)
 
 
 def main(argv: list[str] | None = None) -> Any:

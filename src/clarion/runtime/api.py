@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clarion import __version__
 from clarion.check.addresses import mask
@@ -92,6 +93,22 @@ def _parse(body: bytes) -> Any:
         raise ValueError(str(exc).split(":")[0] or "not JSON") from None
 
 
+class BearerToken:
+    """Plain ASGI, not BaseHTTPMiddleware: the check costs microseconds, not a task per request."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                await error(401, "unauthorized", "a bearer token is required")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
     app = FastAPI(
         title="Clarion sidecar",
@@ -99,14 +116,8 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
         description="Accepts events, plans who gets what, dispatches through Apprise.",
     )
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Response:
-        if token is not None and request.url.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return error(401, "unauthorized", "a bearer token is required")
-        response: Response = await call_next(request)
-        return response
+    if token is not None:
+        app.add_middleware(BearerToken, token=token)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -156,6 +167,7 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
         except ValueError as exc:
             return error(400, "invalid_json", f"the body is not JSON: {exc}")
         items = raw.get("events") if isinstance(raw, dict) else raw
+        prefix: tuple[str, ...] = ("events",) if isinstance(raw, dict) else ()
         if not isinstance(items, list):
             return error(
                 422, "invalid_event", 'a batch is {"events": [...]} or a JSON array of events'
@@ -163,26 +175,30 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
         if len(items) > MAX_BATCH_EVENTS:
             return error(413, "too_large", f"a batch holds at most {MAX_BATCH_EVENTS} events")
         results: list[dict[str, Any] | None] = [None] * len(items)
-        waiting = []
+        checked_items = []
         for index, item in enumerate(items):
             try:
-                checked = runtime.check(item, batch=True, index=index)
+                checked = runtime.check(item, batch=True, prefix=(*prefix, index))
             except Rejection as rejection:
                 results[index] = {"http_status": rejection.status, **rejection.as_json()}
                 continue
-            # Submitted together, they share one commit (the store groups waiting jobs).
-            waiting.append((index, checked, asyncio.wrap_future(runtime.submit(checked))))
-        for index, checked, future in waiting:
+            checked_items.append((index, checked))
+        if checked_items:
+            # One store job, one commit: each event in its own savepoint inside it.
             try:
-                status, answer = await future
-            except Rejection as rejection:
-                results[index] = {"http_status": rejection.status, **rejection.as_json()}
-                continue
+                answers = await asyncio.wrap_future(
+                    runtime.submit_many([checked for _, checked in checked_items])
+                )
             except StoreError as exc:
                 log.error("store unavailable: batch not accepted", extra={"reason": str(exc)})
                 return _unavailable()
-            runtime.accepted(checked, status)
-            results[index] = {"http_status": status, **answer}
+            for (index, checked), answer in zip(checked_items, answers, strict=True):
+                if isinstance(answer, Rejection):
+                    results[index] = {"http_status": answer.status, **answer.as_json()}
+                else:
+                    status, body = answer
+                    runtime.accepted(checked, status)
+                    results[index] = {"http_status": status, **body}
         accepted = sum(1 for r in results if r and r["http_status"] in (200, 202))
         return JSONResponse(
             {"accepted": accepted, "rejected": len(items) - accepted, "results": results}, 200

@@ -26,9 +26,11 @@ from jinja2 import TemplateError
 from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
+from clarion.runtime import flows
 from clarion.runtime.envelope import EventIn
+from clarion.runtime.ingest import accept
 from clarion.runtime.planner import ContactState, template_context
-from clarion.runtime.store.base import ClaimedDelivery, Outcome, Store, Tx
+from clarion.runtime.store.base import ClaimedDelivery, Outcome, RunRow, Store, Tx
 from clarion.runtime.tableindex import TableIndex
 
 log = logging.getLogger("clarion.dispatch")
@@ -211,23 +213,23 @@ class Dispatcher:
                     hold = now + self.policy.phone_hold_seconds
                     self.store.write(functools.partial(_release, now=now, phone_due=hold))
                     next_release = now + self.policy.lease_seconds / 4
+                self.fire_due_runs(now)
                 with self._lock:
                     free = self.policy.workers - self._inflight
-                claimed = []
-                if free > 0:
-                    claimed = self.store.write(
-                        functools.partial(
-                            _claim,
-                            now=now,
-                            limit=min(free, self.policy.batch),
-                            lease=self.policy.lease_seconds,
-                        )
-                    )
-                    for delivery in claimed:
-                        with self._lock:
-                            self._inflight += 1
-                        self._pool.submit(self._deliver, delivery)
-                if claimed and len(claimed) == min(free, self.policy.batch):
+                if free == 0:
+                    # Every worker is busy: nothing to claim until one finishes (it wakes us).
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+                    continue
+                limit = min(free, self.policy.batch)
+                claimed = self.store.write(
+                    functools.partial(_claim, now=now, limit=limit, lease=self.policy.lease_seconds)
+                )
+                for delivery in claimed:
+                    with self._lock:
+                        self._inflight += 1
+                    self._pool.submit(self._deliver, delivery)
+                if len(claimed) == limit:
                     continue  # more may be due right now
                 due = self.store.next_due_at()
             except Exception:
@@ -235,11 +237,50 @@ class Dispatcher:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
-            # Sleep until the next due time, a new row (wake), or a free worker.
+            # Nothing more is due now: sleep until the next due time or a wake (a new row, a
+            # finished send). No polling.
             wait = 5.0 if due is None else max(0.0, min(5.0, due - self.clock()))
             if wait > 0:
                 self._wake.wait(wait)
             self._wake.clear()
+
+    def fire_due_runs(self, now: float) -> int:
+        """Advance every flow run whose next step is due (the scheduler's half of the loop)."""
+        fired = 0
+        while self.store.runs_due(now):
+            runs = self.store.write(
+                functools.partial(
+                    _claim_runs, now=now, limit=self.policy.batch, lease=self.policy.lease_seconds
+                )
+            )
+            for run in runs:
+                job = functools.partial(_advance, table=self.table(), run=run, now=self.clock())
+                try:
+                    self.store.write(job)
+                except Exception:  # its lease runs out and it is tried again
+                    log.exception("flow run %s: a step failed", run.id, extra={"run_id": run.id})
+            fired += len(runs)
+            if len(runs) < self.policy.batch:
+                break
+        return fired
+
+    def run_pending(self) -> int:
+        """Synchronously, in this thread: fire due runs and send every due delivery, until
+        nothing more is due at the clock's time. What `clarion test` drives its clock with."""
+        done = 0
+        while True:
+            now = self.clock()
+            fired = self.fire_due_runs(now)
+            claimed = self.store.write(
+                functools.partial(_claim, now=now, limit=self.policy.batch, lease=60.0)
+            )
+            for delivery in claimed:
+                with self._lock:
+                    self._inflight += 1
+                self._deliver(delivery)
+            done += fired + len(claimed)
+            if not fired and not claimed:
+                return done
 
     def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
@@ -353,3 +394,11 @@ def _claim(tx: Tx, now: float, limit: int, lease: float) -> list[ClaimedDelivery
 
 def _complete(tx: Tx, outcome: Outcome, now: float) -> None:
     tx.complete([outcome], now)
+
+
+def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:
+    return tx.claim_due_runs(now, limit, lease)
+
+
+def _advance(tx: Tx, table: TableIndex, run: RunRow, now: float) -> None:
+    flows.advance(tx, table, run, now, accept)

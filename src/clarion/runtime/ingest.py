@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
+from clarion.runtime import flows
 from clarion.runtime.envelope import ContactIn, EventIn, Rejection, parse_event, pointer
 from clarion.runtime.planner import ContactState, Delivery, plan
 from clarion.runtime.store.base import ConsentChange, ContactRow, NewDelivery, Tx
@@ -47,7 +48,10 @@ def check_event(
             f"events of type {event.type!r} are accepted one at a time, not in a batch",
             details=[{"pointer": pointer((*prefix, "type")), "message": "batch: false"}],
         )
-    errors = sorted(table.validator(event.type).iter_errors(event.data), key=lambda e: list(e.path))
+    errors = []
+    if not table.data_is_valid(event.type, event.data):
+        found = table.validator(event.type).iter_errors(event.data)
+        errors = sorted(found, key=lambda e: list(e.path))
     if errors:
         details = [
             {"pointer": pointer((*prefix, "data", *e.absolute_path)), "message": e.message}
@@ -84,10 +88,11 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
     envelope = checked.envelope
     if event.occurred_at is None:
         # Templates and schedules need a moment; an event without one happened when it came in.
-        event = event.model_copy(update={"occurred_at": _datetime(now)})
-        envelope = json.dumps(
-            event.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
-        )
+        moment = _datetime(now)
+        event = event.model_copy(update={"occurred_at": moment})
+        given = json.loads(envelope)
+        given["occurred_at"] = moment.isoformat().replace("+00:00", "Z")
+        envelope = json.dumps(given, sort_keys=True, separators=(",", ":"))
     earlier = tx.event_answer(event.id)
     if earlier is not None:
         body_hash, answer = earlier
@@ -112,6 +117,7 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
         answer,
     )
     tx.insert_deliveries(event.id, event.type, [_row(d, now) for d in deliveries], now)
+    flows.on_event(tx, table, event, contact, now, accept)
     return 202, answer
 
 

@@ -87,6 +87,14 @@ def _expression(source: str) -> Callable[..., Any]:
     return environment().compile_expression(source)
 
 
+def evaluate(source: str, context: dict[str, Any]) -> Any:
+    """The value of an expression; raises jinja2.TemplateError and the like."""
+    value = _expression(source)(**context)
+    if hasattr(value, "_undefined_name") or type(value).__name__.endswith("Undefined"):
+        raise ValueError(f"{source} is not defined for this event")
+    return value
+
+
 def condition(source: str, context: dict[str, Any]) -> tuple[bool, str | None]:
     """(value, problem): an expression that cannot be evaluated is false, and says why."""
     try:
@@ -104,27 +112,50 @@ def plan(
     now: datetime,
 ) -> list[Delivery]:
     spec = table.table.events[event.type]
-    context = template_context(event, table, contact)
-    deliveries = _team(table, event.type, spec.category, context)
+    deliveries = _team(table, event, spec.category, contact)
     deliveries += _customer(table, event.type, contact)
     return deliveries
 
 
 def _team(
-    table: TableIndex, event_type: str, category: str | None, context: dict[str, Any]
+    table: TableIndex, event: EventIn, category: str | None, contact: ContactState | None
 ) -> list[Delivery]:
+    event_type = event.type
+    routes = table.routes_for(event_type)
+    verdicts: tuple[tuple[bool, str | None], ...] = ()
+    if any(route.when for route in routes):
+        context = template_context(event, table, contact)
+        verdicts = tuple(
+            condition(route.when, context) if route.when else (True, None) for route in routes
+        )
+    else:
+        verdicts = tuple((True, None) for _ in routes)
+    # The team's plan depends only on the event type and the routes' verdicts: compute it once.
+    key = (event_type, verdicts)
+    cached = table.team_plans.get(key)
+    if cached is None:
+        cached = _team_plan(table, event_type, category, routes, verdicts)
+        if len(table.team_plans) < 4096:
+            table.team_plans[key] = cached
+    return list(cached)
+
+
+def _team_plan(
+    table: TableIndex,
+    event_type: str,
+    category: str | None,
+    routes: list[Route],
+    verdicts: tuple[tuple[bool, str | None], ...],
+) -> tuple[Delivery, ...]:
     t = table.table
     template = t.events[event_type].template
-    routes = [r for r in t.routes if r.events.matches(event_type, category)]
-    verdicts: dict[str, tuple[bool, str | None]] = {}
-    for route in routes:
-        verdicts[route.name] = condition(route.when, context) if route.when else (True, None)
+    by_name = {route.name: verdict for route, verdict in zip(routes, verdicts, strict=True)}
     out: list[Delivery] = []
     for target in t.targets:
         recipient = t.recipients[target.recipient]
         wants = target.events.matches(event_type, category)
         routing = [r for r in routes if _route_reaches(r, target)]
-        routed_by = next((r for r in routing if verdicts[r.name][0]), None)
+        routed_by = next((r for r in routing if by_name[r.name][0]), None)
         status: Status = "planned"
         reason: str | None = None
         detail: str | None = None
@@ -137,7 +168,7 @@ def _team(
         elif not wants and routing:
             status, reason = "skipped", "condition_false"
             detail = "; ".join(
-                f"route {r.name}: " + (verdicts[r.name][1] or f"{r.when} is false") for r in routing
+                f"route {r.name}: " + (by_name[r.name][1] or f"{r.when} is false") for r in routing
             )
         elif not wants:
             status, reason = "skipped", "event_disabled"
@@ -158,7 +189,7 @@ def _team(
                 detail=detail,
             )
         )
-    return out
+    return tuple(out)
 
 
 def _route_reaches(route: Route, target: Target) -> bool:

@@ -71,8 +71,16 @@ class Runtime:
 
     # -- ingest ------------------------------------------------------------------------------
 
-    def check(self, raw: Any, *, batch: bool = False, index: int | None = None) -> Checked:
-        prefix: tuple[Any, ...] = () if index is None else (index,)
+    def check(
+        self,
+        raw: Any,
+        *,
+        batch: bool = False,
+        index: int | None = None,
+        prefix: tuple[Any, ...] | None = None,
+    ) -> Checked:
+        if prefix is None:
+            prefix = () if index is None else (index,)
         try:
             return check_event(self._table, raw, batch=batch, prefix=prefix)
         except Rejection as rejection:
@@ -84,6 +92,12 @@ class Runtime:
     def submit(self, checked: Checked) -> Future[tuple[int, dict[str, Any]]]:
         table = self._table
         job = functools.partial(_accept, table=table, checked=checked, now=self.clock())
+        return self.store.submit(job)
+
+    def submit_many(
+        self, items: Sequence[Checked]
+    ) -> Future[list[tuple[int, dict[str, Any]] | Rejection]]:
+        job = functools.partial(_accept_many, table=self._table, items=items, now=self.clock())
         return self.store.submit(job)
 
     def accepted(self, checked: Checked, status: int) -> None:
@@ -167,6 +181,19 @@ class Runtime:
 
 def _accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int, dict[str, Any]]:
     return accept(tx, table, checked, now)
+
+
+def _accept_many(
+    tx: Tx, table: TableIndex, items: Sequence[Checked], now: float
+) -> list[tuple[int, dict[str, Any]] | Rejection]:
+    out: list[tuple[int, dict[str, Any]] | Rejection] = []
+    for checked in items:
+        try:
+            with tx.savepoint():
+                out.append(accept(tx, table, checked, now))
+        except Rejection as rejection:
+            out.append(rejection)
+    return out
 
 
 class ConfigWatcher:

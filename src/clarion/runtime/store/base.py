@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -55,6 +56,23 @@ class NewDelivery:
     source: str
     due_at: float | None
     detail: str | None = None
+    run_id: int | None = None
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A flow run: the next step to take and when (None: waiting on a send's outcome)."""
+
+    id: int
+    flow: str
+    key: str | None
+    event_id: str
+    contact_id: str | None
+    status: str  # active | done | replaced | canceled | late | failed
+    step: int
+    due_at: float | None
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,8 @@ class EventRecord:
 class Tx(Protocol):
     """Operations inside one write transaction."""
 
+    def savepoint(self) -> AbstractContextManager[None]: ...
+
     def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None: ...
 
     def insert_event(
@@ -132,6 +152,30 @@ class Tx(Protocol):
         self, now: float, phone_due: float, everything: bool = False
     ) -> list[tuple[int, str]]: ...
 
+    def envelope(self, event_id: str) -> str | None: ...
+
+    def insert_run(
+        self, flow: str, key: str | None, event_id: str, contact_id: str | None, now: float
+    ) -> int: ...
+
+    def active_runs(self, flow: str, key: str | None) -> list[RunRow]: ...
+
+    def run(self, run_id: int) -> RunRow | None: ...
+
+    def update_run(
+        self,
+        run_id: int,
+        status: str,
+        step: int,
+        due_at: float | None,
+        reason: str | None,
+        now: float,
+    ) -> None: ...
+
+    def claim_due_runs(self, now: float, limit: int, lease_seconds: float) -> list[RunRow]: ...
+
+    def step_statuses(self, run_id: int, step: int) -> list[str]: ...
+
 
 class Store(Protocol):
     url: str
@@ -142,6 +186,8 @@ class Store(Protocol):
     def write(self, job: Callable[[Tx], T]) -> T: ...
 
     def next_due_at(self) -> float | None: ...
+
+    def runs_due(self, now: float) -> bool: ...
 
     def event(self, event_id: str) -> EventRecord | None: ...
 

@@ -16,7 +16,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,8 +28,11 @@ from clarion.runtime.store.base import (
     EventRecord,
     NewDelivery,
     Outcome,
+    RunRow,
     Tx,
 )
+
+_RUN_COLUMNS = "id, flow, key, event_id, contact_id, status, step, due_at, created_at"
 
 T = TypeVar("T")
 MAX_GROUP = 512  # jobs per commit
@@ -128,6 +131,28 @@ MIGRATIONS: list[str] = [
         read_at REAL
     );
     CREATE INDEX inbox_recipient ON inbox(recipient, id);
+    """,
+    # 2: flows. A run is its own scheduler row: the next step and when it is due.
+    """
+    ALTER TABLE deliveries ADD COLUMN run_id INTEGER;
+    ALTER TABLE deliveries ADD COLUMN step INTEGER;
+    CREATE INDEX deliveries_run ON deliveries(run_id, step) WHERE run_id IS NOT NULL;
+    CREATE TABLE flow_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        flow TEXT NOT NULL,
+        key TEXT,
+        event_id TEXT NOT NULL REFERENCES events(id),
+        contact_id TEXT,
+        status TEXT NOT NULL,
+        step INTEGER NOT NULL DEFAULT 0,
+        due_at REAL,
+        lease_until REAL,
+        reason TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX flow_runs_due ON flow_runs(due_at) WHERE status = 'active';
+    CREATE INDEX flow_runs_key ON flow_runs(flow, key) WHERE status = 'active';
     """,
 ]
 
@@ -308,8 +333,25 @@ class SQLiteStore:
             .execute("SELECT MIN(lease_until) FROM deliveries WHERE status = 'sending'")
             .fetchone()
         )
-        candidates = [v for v in (row[0], leased[0]) if v is not None]
+        run = (
+            self._reader()
+            .execute("SELECT MIN(due_at) FROM flow_runs WHERE status = 'active'")
+            .fetchone()
+        )
+        candidates = [v for v in (row[0], leased[0], run[0]) if v is not None]
         return min(candidates) if candidates else None
+
+    def runs_due(self, now: float) -> bool:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT 1 FROM flow_runs WHERE status = 'active' AND due_at <= ? "
+                "AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1",
+                (now, now),
+            )
+            .fetchone()
+        )
+        return row is not None
 
     def event(self, event_id: str) -> EventRecord | None:
         conn = self._reader()
@@ -339,6 +381,12 @@ class SQLiteStore:
         for delivery in deliveries:
             delivery["attempt_log"] = by_delivery.get(delivery["id"], [])
         return EventRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), deliveries)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every delivery, oldest first (scenario tests read the whole, small, history)."""
+        cursor = self._reader().execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
     def contact(self, contact_id: str) -> tuple[ContactRow, list[ConsentChange]] | None:
         conn = self._reader()
@@ -414,6 +462,18 @@ class _SQLiteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of a job that can fail alone (one event of a batch)."""
+        self.conn.execute("SAVEPOINT item")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO item")
+            self.conn.execute("RELEASE item")
+            raise
+        self.conn.execute("RELEASE item")
 
     def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None:
         row = self.conn.execute(
@@ -583,6 +643,13 @@ class _SQLiteTx:
             ).fetchone()
             if number is None:
                 continue  # the lease expired and another worker has it now
+            if o.status in ("sent", "dead"):
+                # A run parked on this send's outcome (its next step is an `emit`) looks again.
+                self.conn.execute(
+                    "UPDATE flow_runs SET due_at = ? WHERE status = 'active' AND due_at IS NULL "
+                    "AND id = (SELECT run_id FROM deliveries WHERE id = ?)",
+                    (now, o.delivery_id),
+                )
             self.conn.execute(
                 "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -626,8 +693,66 @@ class _SQLiteTx:
             )
         return [(r[0], r[1]) for r in rows]
 
-    def reschedule(self, delivery_id: int, due_at: float) -> None:
-        self.conn.execute("UPDATE deliveries SET due_at = ? WHERE id = ?", (due_at, delivery_id))
+    def envelope(self, event_id: str) -> str | None:
+        row = self.conn.execute("SELECT envelope FROM events WHERE id = ?", (event_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def insert_run(
+        self, flow: str, key: str | None, event_id: str, contact_id: str | None, now: float
+    ) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO flow_runs (flow, key, event_id, contact_id, status, step, due_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?)",
+            (flow, key, event_id, contact_id, now, now, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def active_runs(self, flow: str, key: str | None) -> list[RunRow]:
+        rows = self.conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE flow = ? AND key IS ? "
+            "AND status = 'active' ORDER BY id",
+            (flow, key),
+        ).fetchall()
+        return [RunRow(*row) for row in rows]
+
+    def run(self, run_id: int) -> RunRow | None:
+        row = self.conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return RunRow(*row) if row else None
+
+    def update_run(
+        self,
+        run_id: int,
+        status: str,
+        step: int,
+        due_at: float | None,
+        reason: str | None,
+        now: float,
+    ) -> None:
+        self.conn.execute(
+            "UPDATE flow_runs SET status = ?, step = ?, due_at = ?, reason = ?, "
+            "lease_until = NULL, updated_at = ? WHERE id = ?",
+            (status, step, due_at, reason, now, run_id),
+        )
+
+    def claim_due_runs(self, now: float, limit: int, lease_seconds: float) -> list[RunRow]:
+        rows = self.conn.execute(
+            "UPDATE flow_runs SET lease_until = ? WHERE id IN (SELECT id FROM flow_runs "
+            "WHERE status = 'active' AND due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
+            "ORDER BY due_at, id LIMIT ?) "
+            f"RETURNING {_RUN_COLUMNS}",
+            (now + lease_seconds, now, now, limit),
+        ).fetchall()
+        return sorted((RunRow(*row) for row in rows), key=lambda r: (r.due_at or 0, r.id))
+
+    def step_statuses(self, run_id: int, step: int) -> list[str]:
+        return [
+            str(row[0])
+            for row in self.conn.execute(
+                "SELECT status FROM deliveries WHERE run_id = ? AND step = ?", (run_id, step)
+            )
+        ]
 
 
 def now() -> float:

@@ -1,0 +1,428 @@
+"""Flows: runs that start on an event, wait, send, emit, and can be replaced or canceled.
+
+A run is one row in the store with the index of its next step and when that step is due; the
+scheduler claims due runs and advances them, inside a store transaction, until the next wait.
+Everything a run will not send is recorded as skipped, with why (`replaced`, `canceled`,
+`late`, `condition_false`), so that a scenario or a person can ask.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import TemplateError
+
+from clarion.check.rendering import render
+from clarion.check.timing import zone
+from clarion.compile.table import Flow, Send
+from clarion.runtime.envelope import EventIn, Rejection
+from clarion.runtime.planner import (
+    ContactState,
+    Delivery,
+    Status,
+    condition,
+    customer_addresses,
+    evaluate,
+    template_context,
+)
+from clarion.runtime.schedule import ScheduleError, wait_for, wait_until
+from clarion.runtime.store.base import ContactRow, NewDelivery, RunRow, Tx
+from clarion.runtime.tableindex import TableIndex
+
+# accept() of ingest, handed in to avoid an import cycle (an emit is a new event)
+Accept = Callable[[Tx, TableIndex, Any, float], tuple[int, dict[str, Any]]]
+
+
+def on_event(
+    tx: Tx,
+    table: TableIndex,
+    event: EventIn,
+    contact: ContactState | None,
+    now: float,
+    accept: Accept,
+) -> None:
+    """Cancel the runs this event cancels, then start the runs it starts."""
+    if event.type not in table.flow_events:
+        return
+    context = template_context(event, table, contact)
+    for name, flow in sorted(table.table.flows.items()):
+        if event.type in flow.cancel_on and flow.key:
+            key = _key(flow, context)
+            for run in tx.active_runs(name, key):
+                _end(tx, table, run, "canceled", f"by {event.type} {event.id}", now)
+    for name, flow in sorted(table.table.flows.items()):
+        if flow.on != event.type:
+            continue
+        reason = _start_refused(flow, context)
+        if reason is not None:
+            _skip_sends(
+                tx,
+                table,
+                flow,
+                event.id,
+                event.type,
+                contact,
+                0,
+                "condition_false",
+                now,
+                detail=reason,
+                run_id=None,
+            )
+            continue
+        key = _key(flow, context) if flow.key else None
+        if key is not None:
+            for run in tx.active_runs(name, key):
+                _end(tx, table, run, "replaced", f"by {event.id}", now)
+        run_id = tx.insert_run(name, key, event.id, contact.id if contact else None, now)
+        started = tx.run(run_id)
+        assert started is not None
+        advance(tx, table, started, now, accept)
+
+
+def advance(tx: Tx, table: TableIndex, run: RunRow, now: float, accept: Accept) -> None:
+    """Take the run's steps from its current one until a wait, a pending send, or the end."""
+    flow = table.table.flows.get(run.flow)
+    envelope = tx.envelope(run.event_id)
+    if flow is None or envelope is None:
+        reason = "the flow is gone from the table" if flow is None else "its event is gone"
+        tx.update_run(run.id, "failed", run.step, None, reason, now)
+        return
+    event = EventIn.model_validate(json.loads(envelope))
+    contact = _contact(tx, table, run.contact_id)
+    context = template_context(event, table, contact)
+    step = run.step
+    if run.due_at is not None and step > 0 and _is_wait(flow, step - 1):
+        late = now - run.due_at
+        if late > table.table.defaults.catch_up_seconds:
+            window = table.table.defaults.catch_up_seconds
+            detail = f"due {_iso(run.due_at)}, {int(late)} s late (catch-up window {window} s)"
+            _skip_sends(
+                tx,
+                table,
+                flow,
+                event.id,
+                event.type,
+                contact,
+                step,
+                "late",
+                now,
+                detail=detail,
+                run_id=run.id,
+            )
+            tx.update_run(run.id, "late", step, None, detail, now)
+            return
+    while step < len(flow.steps):
+        spec = flow.steps[step]
+        if spec.send is not None:
+            rows = [
+                _row(d, now, run.id, step) for d in plan_send(table, spec.send, contact, event.type)
+            ]
+            tx.insert_deliveries(event.id, event.type, rows, now)
+            step += 1
+            continue
+        if spec.emit is not None:
+            statuses = tx.step_statuses(run.id, step - 1)
+            if any(s in ("pending", "sending", "failed") for s in statuses):
+                tx.update_run(run.id, "active", step, None, "waiting for the send to finish", now)
+                return
+            if "sent" not in statuses:
+                tx.update_run(run.id, "done", step, None, "nothing was sent: not emitted", now)
+                return
+            if not _emit(tx, table, run, event, spec.emit, step, now, accept):
+                return
+            step += 1
+            continue
+        wait = spec.wait
+        assert wait is not None
+        try:
+            if wait.kind == "for":
+                due = wait_for(_moment(now), wait.seconds or 0)
+            else:
+                name = (contact.timezone if contact else None) or table.table.defaults.timezone
+                tz = zone(name) or zone(table.table.defaults.timezone) or ZoneInfo("UTC")
+                value = evaluate(wait.until or "", context)
+                due = wait_until(value, wait.offset_seconds, wait.at, tz)
+        except (ScheduleError, TemplateError, TypeError, ValueError) as exc:
+            detail = f"wait {step + 1}: {exc}"
+            _skip_sends(
+                tx,
+                table,
+                flow,
+                event.id,
+                event.type,
+                contact,
+                step + 1,
+                "condition_false",
+                now,
+                detail=detail,
+                run_id=run.id,
+            )
+            tx.update_run(run.id, "failed", step, None, detail, now)
+            return
+        if due.timestamp() < now and wait.kind == "until" and wait.late == "skip":
+            detail = f"its moment {due.isoformat()} had passed when planned"
+            _skip_sends(
+                tx,
+                table,
+                flow,
+                event.id,
+                event.type,
+                contact,
+                step + 1,
+                "late",
+                now,
+                detail=detail,
+                run_id=run.id,
+            )
+            tx.update_run(run.id, "late", step, None, detail, now)
+            return
+        tx.update_run(run.id, "active", step + 1, max(due.timestamp(), now), None, now)
+        return
+    tx.update_run(run.id, "done", step, None, None, now)
+
+
+def plan_send(
+    table: TableIndex, send: Send, contact: ContactState | None, event_type: str
+) -> list[Delivery]:
+    """The deliveries of a flow's `send` step: to the contact, or to team recipients."""
+    t = table.table
+    out: list[Delivery] = []
+    if send.to == "contact":
+        who = f"contact:{contact.id}" if contact else "contact"
+        locale = (contact.locale if contact else None) or t.defaults.locale
+        tz = (contact.timezone if contact else None) or t.defaults.timezone
+        for channel in send.channels:
+            kind = t.channels[channel].address
+            common: dict[str, Any] = {
+                "recipient": who,
+                "channel": channel,
+                "kind": kind,
+                "template": send.template,
+                "locale": locale,
+                "timezone": tz,
+                "source": "flow",
+            }
+            if contact is None:
+                out.append(Delivery(to=None, status="skipped", reason="no_address", **common))
+                continue
+            addresses, problem = customer_addresses(contact, kind)
+            if problem is not None:
+                out.append(Delivery(to=None, status="skipped", reason=problem, **common))
+                continue
+            consented = contact.consent.get(channel, False)
+            fate: Status = "planned" if consented else "skipped"
+            why = None if consented else "no_consent"
+            for to, url in addresses:
+                out.append(Delivery(to=to, url=url, status=fate, reason=why, **common))
+        return out
+    for name in send.to:
+        recipient = t.recipients.get(name)
+        for target in table.targets_by_recipient.get(name, []):
+            if target.channel not in send.channels:
+                continue
+            status: Status = "planned" if target.enabled else "skipped"
+            reason = None
+            if not target.enabled:
+                reason = "device_disabled" if target.kind == "url" else "event_disabled"
+            address: str | None = (
+                target.device
+                if target.kind == "url"
+                else (target.recipient if target.kind == "inbox" else target.address)
+            )
+            out.append(
+                Delivery(
+                    recipient=name,
+                    channel=target.channel,
+                    kind=target.kind,
+                    to=address,
+                    template=send.template,
+                    status=status,
+                    reason=reason,
+                    target=target.id,
+                    url=target.url,
+                    locale=(recipient.locale if recipient else None) or t.defaults.locale,
+                    timezone=(recipient.timezone if recipient else None) or t.defaults.timezone,
+                    source="flow",
+                )
+            )
+    return out
+
+
+def _start_refused(flow: Flow, context: dict[str, Any]) -> str | None:
+    if flow.when is not None:
+        value, problem = condition(flow.when, context)
+        if not value:
+            return problem or f"when: {flow.when} is false"
+    if flow.unless is not None:
+        value, problem = condition(flow.unless, context)
+        if value:
+            return f"unless: {flow.unless} is true"
+    return None
+
+
+def _key(flow: Flow, context: dict[str, Any]) -> str | None:
+    if not flow.key:
+        return None
+    try:
+        return render(flow.key, context, locale="en", timezone_name="UTC").body.strip()
+    except TemplateError:
+        return None
+
+
+def _end(tx: Tx, table: TableIndex, run: RunRow, status: str, detail: str, now: float) -> None:
+    flow = table.table.flows.get(run.flow)
+    envelope = tx.envelope(run.event_id)
+    if flow is not None and envelope is not None:
+        event = EventIn.model_validate(json.loads(envelope))
+        contact = _contact(tx, table, run.contact_id)
+        _skip_sends(
+            tx,
+            table,
+            flow,
+            event.id,
+            event.type,
+            contact,
+            run.step,
+            status,
+            now,
+            detail=detail,
+            run_id=run.id,
+        )
+    tx.update_run(run.id, status, run.step, None, detail, now)
+
+
+def _skip_sends(
+    tx: Tx,
+    table: TableIndex,
+    flow: Flow,
+    event_id: str,
+    event_type: str,
+    contact: ContactState | None,
+    from_step: int,
+    reason: str,
+    now: float,
+    *,
+    detail: str | None,
+    run_id: int | None,
+) -> None:
+    """Record, as skipped with `reason`, every delivery the run's remaining sends would make."""
+    rows: list[NewDelivery] = []
+    for index in range(from_step, len(flow.steps)):
+        send = flow.steps[index].send
+        if send is None:
+            continue
+        for d in plan_send(table, send, contact, event_type):
+            rows.append(
+                NewDelivery(
+                    recipient=d.recipient,
+                    channel=d.channel,
+                    kind=d.kind,
+                    to=d.to,
+                    template=d.template,
+                    status="skipped",
+                    reason=reason,
+                    target=d.target,
+                    url=d.url,
+                    locale=d.locale,
+                    timezone=d.timezone,
+                    source="flow",
+                    due_at=None,
+                    detail=detail,
+                    run_id=run_id,
+                    step=index,
+                )
+            )
+    if rows:
+        tx.insert_deliveries(event_id, event_type, rows, now)
+
+
+def _emit(
+    tx: Tx,
+    table: TableIndex,
+    run: RunRow,
+    event: EventIn,
+    event_type: str,
+    step: int,
+    now: float,
+    accept: Accept,
+) -> bool:
+    """Accept the emitted event in this same transaction; False when it is refused."""
+    from clarion.runtime.ingest import check_event
+
+    raw: dict[str, Any] = {
+        "type": event_type,
+        "id": f"{event.id}/{run.flow}/{step + 1}",
+        "data": event.data,
+        "occurred_at": _moment(now).isoformat(),
+    }
+    if event.contact is not None:
+        raw["contact"] = event.contact.model_dump(
+            mode="json", exclude_none=True, exclude={"consent"}
+        )
+    try:
+        checked = check_event(table, raw)
+        accept(tx, table, checked, now)
+    except Rejection as rejection:
+        tx.update_run(run.id, "failed", step, None, f"emit {event_type}: {rejection.message}", now)
+        return False
+    return True
+
+
+def _contact(tx: Tx, table: TableIndex, contact_id: str | None) -> ContactState | None:
+    if contact_id is None:
+        return None
+    row = tx.contact(contact_id)
+    return state_of(row) if row else None
+
+
+def state_of(row: ContactRow) -> ContactState:
+    return ContactState(
+        id=row.id,
+        email=row.email_norm,
+        phone=row.phone_norm,
+        email_invalid=bool(row.email) and row.email_norm is None,
+        phone_invalid=bool(row.phone) and row.phone_norm is None,
+        devices=row.devices,
+        consent=row.consent,
+        locale=row.locale,
+        timezone=row.timezone,
+        name=row.name,
+    )
+
+
+def _row(d: Delivery, now: float, run_id: int, step: int) -> NewDelivery:
+    pending = d.status == "planned"
+    return NewDelivery(
+        recipient=d.recipient,
+        channel=d.channel,
+        kind=d.kind,
+        to=d.to,
+        template=d.template,
+        status="pending" if pending else "skipped",
+        reason=d.reason,
+        target=d.target,
+        url=d.url,
+        locale=d.locale,
+        timezone=d.timezone,
+        source=d.source,
+        due_at=now if pending else None,
+        detail=d.detail,
+        run_id=run_id,
+        step=step,
+    )
+
+
+def _is_wait(flow: Flow, index: int) -> bool:
+    return 0 <= index < len(flow.steps) and flow.steps[index].wait is not None
+
+
+def _moment(now: float) -> datetime:
+    return datetime.fromtimestamp(now, UTC)
+
+
+def _iso(moment: float) -> str:
+    return _moment(moment).isoformat()
