@@ -201,12 +201,19 @@ def _table_source(source: Path):  # type: ignore[no-untyped-def]
     if source.is_file():
         return lambda: TableIndex.from_file(source)
 
+    first = True
+
     def from_directory() -> TableIndex:
+        nonlocal first
         result = build_or_exit(source)
         if result.table is None or result.data is None:
             text = reporters.text(result.diagnostics, source_line_of(result), color=False)
-            click.echo(text, err=True)
-            raise TableError(f"{source}: {reporters.summary(result.diagnostics)}")
+            summary = f"{source}: {reporters.summary(result.diagnostics)}"
+            if first:  # at start a person is reading: diagnostics as a compiler prints them
+                click.echo(text, err=True)
+                raise TableError(summary)
+            raise TableError(f"{summary}\n{text}")  # on reload: into the (JSON) log line
+        first = False
         return TableIndex.from_table(result.table, result.data)
 
     return from_directory

@@ -141,6 +141,7 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
         try:
             status, answer = await asyncio.wrap_future(runtime.submit(checked))
         except Rejection as rejection:
+            runtime.rejected(checked.event.type)
             return JSONResponse(rejection.as_json(), rejection.status)
         except StoreError as exc:
             log.error("store unavailable: event not accepted", extra={"reason": str(exc)})
@@ -153,8 +154,10 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
         try:
             raw = _parse(await _body(request, MAX_EVENT_BYTES))
         except _TooLarge:
+            runtime.rejected(None)
             return error(413, "too_large", f"an event is at most {MAX_EVENT_BYTES:,} bytes")
         except ValueError as exc:
+            runtime.rejected(None)
             return error(400, "invalid_json", f"the body is not JSON: {exc}")
         return await accept_one(raw)
 
@@ -194,6 +197,7 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
                 return _unavailable()
             for (index, checked), answer in zip(checked_items, answers, strict=True):
                 if isinstance(answer, Rejection):
+                    runtime.rejected(checked.event.type)
                     results[index] = {"http_status": answer.status, **answer.as_json()}
                 else:
                     status, body = answer
@@ -221,6 +225,10 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
                 "table_digest": record.table_digest,
                 "event": envelope,
                 "deliveries": deliveries,
+                "flows": [
+                    {**run, "due_at": _iso(run["due_at"]), "created_at": _iso(run["created_at"])}
+                    for run in record.runs
+                ],
             }
         )
 

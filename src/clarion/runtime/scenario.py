@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
+from clarion.check.schema import dotted
 from clarion.check.timing import parse_duration
-from clarion.diagnostics import Diagnostic, Location
+from clarion.diagnostics import Diagnostic, Location, did_you_mean
 from clarion.load import Document
 from clarion.load.reader import read_file
 from clarion.runtime.dispatch import Policy
@@ -115,16 +116,7 @@ def load_scenario(path: Path, display: str) -> Scenario | list[Diagnostic]:
     try:
         spec = ScenarioSpec.model_validate(loaded.data)
     except ValidationError as exc:
-        return [
-            Diagnostic(
-                "CL701",
-                f"{error['msg']} at {'.'.join(str(p) for p in error['loc']) or 'the top level'}",
-                document.locate(tuple(error["loc"])),
-                hint="a scenario has name, start and steps (event, advance, expect, "
-                "expect_skipped, expect_rejected)",
-            )
-            for error in exc.errors(include_url=False)
-        ]
+        return [_shape_problem(document, error) for error in exc.errors(include_url=False)]
     problems: list[Diagnostic] = []
     if parse_instant(spec.start) is None:
         problems.append(
@@ -168,6 +160,33 @@ def load_scenario(path: Path, display: str) -> Scenario | list[Diagnostic]:
     if problems:
         return problems
     return Scenario(display, spec, document)
+
+
+_STEP_KINDS = ("event", "advance", "expect", "expect_skipped", "expect_rejected")
+
+
+def _shape_problem(document: Document, error: Any) -> Diagnostic:
+    loc = tuple(error["loc"])
+    where = dotted(loc[:-1]) if loc else "the top level"
+    hint = "a scenario has name, start and steps: " + ", ".join(_STEP_KINDS)
+    if error["type"] == "extra_forbidden" and loc:
+        key = str(loc[-1])
+        known = (
+            _STEP_KINDS
+            if len(loc) == 3 and loc[0] == "steps"
+            else [*ScenarioSpec.model_fields, *Expected.model_fields]
+        )
+        return Diagnostic(
+            "CL701",
+            f"unknown key {key!r} in {where}",
+            document.locate_key(loc),
+            hint=did_you_mean(key, known) or hint,
+        )
+    if error["type"] == "missing" and loc:
+        return Diagnostic(
+            "CL701", f"missing key {loc[-1]!r} in {where}", document.locate(loc[:-1]), hint=hint
+        )
+    return Diagnostic("CL701", f"{error['msg']} at {dotted(loc)}", document.locate(loc), hint=hint)
 
 
 def parse_instant(text: str) -> datetime | None:

@@ -100,6 +100,10 @@ class Runtime:
         job = functools.partial(_accept_many, table=self._table, items=items, now=self.clock())
         return self.store.submit(job)
 
+    def rejected(self, event_type: str | None) -> None:
+        known = event_type is not None and event_type in self._table.table.events
+        self.metrics.events.labels(type=event_type if known else "unknown", result="rejected").inc()
+
     def accepted(self, checked: Checked, status: int) -> None:
         result = "accepted" if status == 202 else "duplicate"
         self.metrics.events.labels(type=checked.event.type, result=result).inc()

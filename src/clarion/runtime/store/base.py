@@ -113,6 +113,7 @@ class EventRecord:
     table_digest: str
     envelope: dict[str, Any]
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # flow runs this event started
 
 
 class Tx(Protocol):

@@ -380,7 +380,16 @@ class SQLiteStore:
             )
         for delivery in deliveries:
             delivery["attempt_log"] = by_delivery.get(delivery["id"], [])
-        return EventRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), deliveries)
+        runs = [
+            {"flow": flow, "key": key, "status": status, "next_step": step + 1, "due_at": due,
+             "reason": reason, "created_at": created}
+            for flow, key, status, step, due, reason, created in conn.execute(
+                "SELECT flow, key, status, step, due_at, reason, created_at FROM flow_runs "
+                "WHERE event_id = ? ORDER BY id",
+                (event_id,),
+            )
+        ]  # fmt: skip
+        return EventRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), deliveries, runs)
 
     def records(self) -> list[dict[str, Any]]:
         """Every delivery, oldest first (scenario tests read the whole, small, history)."""
@@ -513,7 +522,8 @@ class _SQLiteTx:
         self.conn.executemany(
             "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
             "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, updated_at, run_id, step) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     event_id,
@@ -534,6 +544,8 @@ class _SQLiteTx:
                     r.due_at,
                     now,
                     now,
+                    r.run_id,
+                    r.step,
                 )
                 for r in rows
             ],
@@ -685,6 +697,13 @@ class _SQLiteTx:
             "RETURNING id, kind, attempts",
             (now, phone_due, now, everything),
         ).fetchall()
+        if everything:
+            # Runs a dead process was advancing: their step had not committed, so nothing of it
+            # happened; they are simply due again.
+            self.conn.execute(
+                "UPDATE flow_runs SET lease_until = NULL WHERE status = 'active' "
+                "AND lease_until IS NOT NULL"
+            )
         for delivery_id, _kind, number in rows:
             self.conn.execute(
                 "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
