@@ -394,7 +394,7 @@ def main() -> int:
         "--batches", type=int, default=100, help=f"batches of {BATCH_SIZE} (default 100)"
     )
     parser.add_argument(
-        "--connections", type=int, default=8, help="client threads/connections (default 8)"
+        "--connections", type=int, default=32, help="client threads/connections (default 32)"
     )
     parser.add_argument(
         "--deliveries", type=int, default=1, help="deliveries each event plans (default 1)"

@@ -79,7 +79,7 @@ def test_customer_message_on_by_default(examples_table: TableIndex) -> None:
     }
     [customer] = find(planned(examples_table, raw), source="customer")
     assert customer.status == "planned"
-    assert customer.to == "ana@example.com"
+    assert customer.to == "Ana@example.com"  # scenarios.md: the domain is lower-cased
     assert customer.recipient == "contact:cus_1"
 
 

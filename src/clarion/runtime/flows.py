@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateError
 
+from clarion.check.addresses import AddressError, normalize_email
 from clarion.check.rendering import render
 from clarion.check.timing import zone
 from clarion.compile.table import Flow, Send
@@ -59,6 +60,13 @@ def on_event(
             continue
         reason = _start_refused(flow, context)
         if reason is not None:
+            # A newer event for the same key stands for the pending run even when it starts
+            # nothing: "paused through the due date" must drop the reminder already scheduled.
+            key = _key(flow, context) if flow.key else None
+            if key is not None:
+                for run in tx.active_runs(name, key):
+                    _end(tx, table, run, "replaced", f"by {event.id}: {reason}", now,
+                         skip_reason="condition_false")  # fmt: skip
             _skip_sends(
                 tx,
                 table,
@@ -273,7 +281,15 @@ def _key(flow: Flow, context: dict[str, Any]) -> str | None:
         return None
 
 
-def _end(tx: Tx, table: TableIndex, run: RunRow, status: str, detail: str, now: float) -> None:
+def _end(
+    tx: Tx,
+    table: TableIndex,
+    run: RunRow,
+    status: str,
+    detail: str,
+    now: float,
+    skip_reason: str | None = None,
+) -> None:
     flow = table.table.flows.get(run.flow)
     envelope = tx.envelope(run.event_id)
     if flow is not None and envelope is not None:
@@ -287,7 +303,7 @@ def _end(tx: Tx, table: TableIndex, run: RunRow, status: str, detail: str, now: 
             event.type,
             contact,
             run.step,
-            status,
+            skip_reason or status,
             now,
             detail=detail,
             run_id=run.id,
@@ -380,9 +396,15 @@ def _contact(tx: Tx, table: TableIndex, contact_id: str | None) -> ContactState 
 
 
 def state_of(row: ContactRow) -> ContactState:
+    email = None
+    if row.email and row.email_norm:
+        try:
+            email = normalize_email(row.email)
+        except AddressError:
+            email = None
     return ContactState(
         id=row.id,
-        email=row.email_norm,
+        email=email,
         phone=row.phone_norm,
         email_invalid=bool(row.email) and row.email_norm is None,
         phone_invalid=bool(row.phone) and row.phone_norm is None,

@@ -25,6 +25,7 @@ class Checked:
     event: EventIn
     envelope: str  # canonical JSON of the event as given
     body_hash: str
+    given: dict[str, Any]
 
 
 def check_event(
@@ -76,10 +77,9 @@ def check_event(
                     for c in unknown
                 ],
             )
-    given = json.dumps(
-        event.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
-    )
-    return Checked(event, given, hashlib.sha256(given.encode()).hexdigest())
+    given = event.model_dump(mode="json", exclude_none=True)
+    text = json.dumps(given, sort_keys=True, separators=(",", ":"))
+    return Checked(event, text, hashlib.sha256(text.encode()).hexdigest(), given)
 
 
 def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int, dict[str, Any]]:
@@ -90,8 +90,7 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
         # Templates and schedules need a moment; an event without one happened when it came in.
         moment = _datetime(now)
         event = event.model_copy(update={"occurred_at": moment})
-        given = json.loads(envelope)
-        given["occurred_at"] = moment.isoformat().replace("+00:00", "Z")
+        given = {**checked.given, "occurred_at": moment.isoformat().replace("+00:00", "Z")}
         envelope = json.dumps(given, sort_keys=True, separators=(",", ":"))
     earlier = tx.event_answer(event.id)
     if earlier is not None:
@@ -151,7 +150,7 @@ def _normalized(value: str | None, kind: str, region: str | None) -> tuple[str |
         return None, False
     try:
         if kind == "email":
-            return normalize_email(value).lower(), False
+            return normalize_email(value), False  # domain lower-cased (scenarios.md)
         return normalize_phone(value, region), False
     except AddressError:
         return None, True
@@ -209,7 +208,8 @@ def merge_contact(
         id=given.id,
         email=email,
         phone=phone,
-        email_norm=email_norm,
+        # compared case-insensitively for uniqueness: Ana@x.com and ana@x.com are one person
+        email_norm=email_norm.lower() if email_norm else None,
         phone_norm=phone_norm,
         name=keep(given.name, stored.name if stored else None),
         locale=keep(given.locale, stored.locale if stored else None),

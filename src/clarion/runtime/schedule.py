@@ -63,7 +63,9 @@ def wait_until(value: Any, offset_seconds: int, at: str | None, zone: ZoneInfo) 
     else:
         day = moment + timedelta(days=days)
         result = local(day, clock or time(0, 0), zone)
-    return (result + timedelta(seconds=rest)).astimezone(UTC)
+    # Aware arithmetic in Python is wall-clock arithmetic; an offset that is not whole days
+    # moves the instant, so it is added in UTC.
+    return result.astimezone(UTC) + timedelta(seconds=rest)
 
 
 def wait_for(start: datetime, seconds: int) -> datetime:
