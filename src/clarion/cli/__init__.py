@@ -11,7 +11,10 @@ import click
 
 from clarion import __version__
 from clarion.cli.compile import compile_command
+from clarion.cli.diff import diff_command
+from clarion.cli.docs import docs_command
 from clarion.cli.explain import explain_command
+from clarion.cli.render import render_command
 from clarion.cli.schema import schema_command
 from clarion.cli.send import send_command
 from clarion.cli.serve import serve_command
@@ -32,6 +35,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 cli.add_command(validate_command)
 cli.add_command(compile_command)
+cli.add_command(diff_command)
+cli.add_command(render_command)
+cli.add_command(docs_command)
 cli.add_command(schema_command)
 cli.add_command(serve_command)
 cli.add_command(test_command)
