@@ -67,6 +67,13 @@ class Defaults(_Model):
         description="ISO 3166 region for phone numbers written without a leading +.",
         examples=["ES", "ID"],
     )
+    inbox_keep: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="In-app inbox items kept per recipient; older ones are deleted.",
+        examples=[200],
+    )
     catch_up: str = Field(
         "1h",
         description="How late a flow step that fell due while the runtime was down is still sent.",

@@ -21,6 +21,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
             locale=defaults.locale,
             phone_region=defaults.phone_region,
             catch_up_seconds=parse_duration(defaults.catch_up) or 0,
+            inbox_keep=defaults.inbox_keep,
         ),
         channels={name: _channel(channel) for name, channel in config.channels.items()},
         events={

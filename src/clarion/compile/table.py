@@ -45,6 +45,7 @@ class Defaults(_Model):
     locale: str
     phone_region: str | None
     catch_up_seconds: int
+    inbox_keep: int = 200
 
 
 class Rate(_Model):

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clarion import __version__
 from clarion.check.addresses import mask
 from clarion.runtime.envelope import Rejection
+from clarion.runtime.people import add_people_routes
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.sqlite import StoreError
 
@@ -109,7 +110,7 @@ class BearerToken:
         await self.app(scope, receive, send)
 
 
-def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
+def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15.0) -> FastAPI:
     app = FastAPI(
         title="Clarion sidecar",
         version=__version__,
@@ -231,6 +232,8 @@ def create_app(runtime: Runtime, token: str | None = None) -> FastAPI:
                 ],
             }
         )
+
+    add_people_routes(app, runtime, token, heartbeat)
 
     @app.get("/v1/table", summary="The routing table being served")
     async def get_table() -> JSONResponse:

@@ -306,7 +306,12 @@ class Dispatcher:
             detail = f"render failed: {getattr(exc, 'message', None) or exc}"
             return Outcome(delivery.id, "dead", "error", detail[:500], 0.0)
         if delivery.kind == "inbox":
-            inbox = {"title": message.subject, "body": message.body, "link": message.link}
+            inbox = {
+                "title": message.subject,
+                "body": message.body,
+                "link": message.link,
+                "keep": table.table.defaults.inbox_keep,
+            }
             return Outcome(delivery.id, "sent", "sent", None, 0.0, inbox=inbox)
         if policy.dry_run or self.sender is None:
             return Outcome(delivery.id, "sent", "dry-run", None, 0.0)

@@ -16,6 +16,7 @@ from typing import Any
 from clarion.check.addresses import mask
 from clarion.runtime.dispatch import AppriseSender, Dispatcher, Policy, Secrets
 from clarion.runtime.envelope import Rejection
+from clarion.runtime.inbox import InboxHub
 from clarion.runtime.ingest import Checked, accept, check_event
 from clarion.runtime.metrics import Metrics
 from clarion.runtime.secrets import MissingSecret, resolve
@@ -56,6 +57,7 @@ class Runtime:
             store, self.table, sender, policy, clock=clock, on_outcome=self._count
         )
         self._reload_lock = threading.Lock()
+        self.inbox = InboxHub()
         self.started = False
 
     def table(self) -> TableIndex:
@@ -161,6 +163,8 @@ class Runtime:
             return True
 
     def _count(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
+        if delivery.kind == "inbox" and outcome.status == "sent":
+            self.inbox.publish(delivery.recipient)
         self.metrics.deliveries.labels(channel=delivery.channel, status=outcome.status).inc()
         fields = {
             "event_id": delivery.event_id,

@@ -397,6 +397,38 @@ class SQLiteStore:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
+    def inbox(
+        self, recipient: str, *, unread: bool, before: int | None, after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Newest first (or, with `after`, oldest first: what a stream has not sent yet)."""
+        clauses, args = ["recipient = ?"], [recipient]
+        if unread:
+            clauses.append("read_at IS NULL")
+        if before is not None:
+            clauses.append("id < ?")
+            args.append(before)  # type: ignore[arg-type]
+        if after is not None:
+            clauses.append("id > ?")
+            args.append(after)  # type: ignore[arg-type]
+        order = "ASC" if after is not None else "DESC"
+        cursor = self._reader().execute(
+            "SELECT id, title, body, link, event_type, event_id, created_at, read_at FROM inbox "
+            f"WHERE {' AND '.join(clauses)} ORDER BY id {order} LIMIT ?",
+            (*args, limit),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def unread_count(self, recipient: str) -> int:
+        row = (
+            self._reader()
+            .execute(
+                "SELECT COUNT(*) FROM inbox WHERE recipient = ? AND read_at IS NULL", (recipient,)
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
     def contact(self, contact_id: str) -> tuple[ContactRow, list[ConsentChange]] | None:
         conn = self._reader()
         row = _read_contact(conn, contact_id)
@@ -584,17 +616,20 @@ class _SQLiteTx:
                 row.updated_at,
             ),
         )
+        self.change_consent(row.id, changes)
+
+    def change_consent(self, contact_id: str, changes: Sequence[ConsentChange]) -> None:
         for change in changes:
             self.conn.execute(
                 "INSERT INTO consent (contact_id, channel, granted, updated_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (contact_id, channel) DO UPDATE SET "
                 "granted = excluded.granted, updated_at = excluded.updated_at",
-                (row.id, change.channel, int(change.granted), change.at),
+                (contact_id, change.channel, int(change.granted), change.at),
             )
             self.conn.execute(
                 "INSERT INTO consent_history (contact_id, channel, granted, at, source) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (row.id, change.channel, int(change.granted), change.at, change.source),
+                (contact_id, change.channel, int(change.granted), change.at, change.source),
             )
 
     def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
@@ -682,6 +717,12 @@ class _SQLiteTx:
                         now,
                     ),
                 )
+                keep = int(o.inbox.get("keep") or 200)
+                self.conn.execute(
+                    "DELETE FROM inbox WHERE recipient = ? AND id <= (SELECT id FROM inbox "
+                    "WHERE recipient = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (number[1], number[1], keep),
+                )
 
     def release_expired(
         self, now: float, phone_due: float, everything: bool = False
@@ -711,6 +752,21 @@ class _SQLiteTx:
                 (delivery_id, number, now),
             )
         return [(r[0], r[1]) for r in rows]
+
+    def mark_read(self, recipient: str, ids: Sequence[int] | None, now: float) -> int:
+        if ids is None:
+            cursor = self.conn.execute(
+                "UPDATE inbox SET read_at = ? WHERE recipient = ? AND read_at IS NULL",
+                (now, recipient),
+            )
+        else:
+            marks = ",".join("?" * len(ids))
+            cursor = self.conn.execute(
+                f"UPDATE inbox SET read_at = ? WHERE recipient = ? AND read_at IS NULL "
+                f"AND id IN ({marks})",
+                (now, recipient, *ids),
+            )
+        return int(cursor.rowcount)
 
     def envelope(self, event_id: str) -> str | None:
         row = self.conn.execute("SELECT envelope FROM events WHERE id = ?", (event_id,)).fetchone()
