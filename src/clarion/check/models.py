@@ -35,7 +35,7 @@ class _Model(BaseModel):
 class AllExcept(_Model):
     """Every event but some: `{all: true, except: [refunds, payout.on_hold]}`."""
 
-    all: Literal[True] = Field(description="Must be true: start from every event.")
+    all: Literal[True] = Field(description="Must be true: start from every event.", examples=[True])
     except_: list[str] = Field(
         default_factory=list,
         alias="except",
@@ -45,6 +45,11 @@ class AllExcept(_Model):
 
 
 Selector = SelectorWord | list[str] | AllExcept
+SELECTOR_EXAMPLES: list[Any] = [
+    "all",
+    ["payments", "dispute.*"],
+    {"all": True, "except": ["refunds"]},
+]
 SELECTOR_DESCRIPTION = (
     "Which events: `all` (Enable All), `none` (Disable All), a list of category names, event "
     "names or globs (`dispute.*`), or `{all: true, except: [...]}`."
@@ -93,22 +98,38 @@ class Event(_Model):
         None, description="What happened, in words for people.", examples=["A payment failed."]
     )
     critical: bool = Field(
-        False, description="Time-sensitive: should reach people on at least two channels."
+        False,
+        description="Time-sensitive: should reach people on at least two channels.",
+        examples=[True],
     )
     data: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object"},
         description="JSON Schema (draft 2020-12) of the event's `data`.",
+        examples=[
+            {
+                "type": "object",
+                "required": ["payment_id", "amount"],
+                "properties": {
+                    "payment_id": {"type": "string", "description": "The payment's id."},
+                    "amount": {"type": "integer", "description": "In minor units (cents)."},
+                },
+            }
+        ],
     )
     example: dict[str, Any] | None = Field(
         None,
         description="A `data` value that satisfies `data`; templates are render-checked with it.",
+        examples=[{"payment_id": "pay_123", "amount": 4999, "currency": "EUR"}],
     )
     template: str | None = Field(
         None,
         description="Template for team messages; defaults to the event's name, then a built-in.",
+        examples=["payment_failed"],
     )
     batch: bool = Field(
-        True, description="False refuses this event type in batch requests (one at a time)."
+        True,
+        description="False refuses this event type in batch requests (one at a time).",
+        examples=[False],
     )
 
 
@@ -117,7 +138,8 @@ class Channel(_Model):
 
     address: Literal["email", "phone", "url", "inbox"] = Field(
         description="What an address on this channel is: an email address, a phone number, an "
-        "Apprise URL per device, or the in-app inbox."
+        "Apprise URL per device, or the in-app inbox.",
+        examples=["email", "phone", "url", "inbox"],
     )
     apprise: str | list[str] | None = Field(
         None,
@@ -149,8 +171,10 @@ class AddressEntry(_Model):
         description="The device's Apprise URL (push channels).",
         examples=["ntfy://ntfy.example.com/{secret:OWNER_NTFY_TOPIC}"],
     )
-    events: Selector = Field("all", description=SELECTOR_DESCRIPTION)
-    enabled: bool = Field(True, description="False switches this address or device off.")
+    events: Selector = Field("all", description=SELECTOR_DESCRIPTION, examples=SELECTOR_EXAMPLES)
+    enabled: bool = Field(
+        True, description="False switches this address or device off.", examples=[False]
+    )
 
 
 class Recipient(BaseModel):
@@ -163,7 +187,9 @@ class Recipient(BaseModel):
     timezone: str | None = Field(
         None, description="IANA time zone of this recipient.", examples=["Europe/Madrid"]
     )
-    locale: str | None = Field(None, description="Locale of this recipient's messages.")
+    locale: str | None = Field(
+        None, description="Locale of this recipient's messages.", examples=["es"]
+    )
 
     def addresses(self) -> dict[str, list[AddressEntry]]:
         extra = self.__pydantic_extra__ or {}
@@ -177,22 +203,30 @@ class Route(_Model):
     """Policy on top of personal toggles: these events also go to these recipients."""
 
     name: str = Field(description="Unique name of the route.", examples=["big-failed-payments"])
-    events: Selector = Field(description=SELECTOR_DESCRIPTION)
+    events: Selector = Field(description=SELECTOR_DESCRIPTION, examples=SELECTOR_EXAMPLES)
     when: str | None = Field(
         None, description="Jinja2 expression over the event.", examples=["data.amount >= 100000"]
     )
-    to: list[str] = Field(min_length=1, description="Recipient names.")
+    to: list[str] = Field(
+        min_length=1, description="Recipient names.", examples=[["finance", "owner"]]
+    )
     channels: list[str] | None = Field(
-        None, description="Channels to use; defaults to every channel the recipient has."
+        None,
+        description="Channels to use; defaults to every channel the recipient has.",
+        examples=[["email", "sms"]],
     )
 
 
 class CustomerMessage(_Model):
     """A message to the customer named in the event; on unless `enabled: false`."""
 
-    channels: list[str] = Field(min_length=1, description="Channels to send on.")
+    channels: list[str] = Field(
+        min_length=1, description="Channels to send on.", examples=[["email"], ["whatsapp"]]
+    )
     template: str = Field(description="Template name.", examples=["receipt"])
-    enabled: bool = Field(True, description="False switches this customer message off.")
+    enabled: bool = Field(
+        True, description="False switches this customer message off.", examples=[False]
+    )
     attach: str | None = Field(
         None,
         description="Template string giving the URL of a file to attach.",
@@ -216,26 +250,38 @@ class WaitSpec(_Model):
         examples=["09:00"],
     )
     late: Literal["skip", "send"] = Field(
-        "send", description="`skip`: never send when the moment had passed at planning time."
+        "send",
+        description="`skip`: never send when the moment had passed at planning time.",
+        examples=["skip"],
     )
 
 
 class WaitStep(_Model):
-    wait: WaitSpec = Field(description="Pause the run.")
+    wait: WaitSpec = Field(
+        title="Wait",
+        description="Pause the run.",
+        examples=[{"for": "2h"}, {"until": "data.due_date", "offset": "-2d", "at": "09:00"}],
+    )
 
 
 class SendSpec(_Model):
     """Send a message to the contact or to team recipients."""
 
     to: Literal["contact"] | list[str] = Field(
-        description="`contact`, or a list of recipient names."
+        description="`contact`, or a list of recipient names.", examples=["contact", ["owner"]]
     )
-    channels: list[str] = Field(min_length=1, description="Channels to send on.")
-    template: str = Field(description="Template name.")
+    channels: list[str] = Field(
+        min_length=1, description="Channels to send on.", examples=[["email", "sms"]]
+    )
+    template: str = Field(description="Template name.", examples=["payment_reminder"])
 
 
 class SendStep(_Model):
-    send: SendSpec = Field(description="Send a message.")
+    send: SendSpec = Field(
+        title="Send",
+        description="Send a message.",
+        examples=[{"to": "contact", "channels": ["email"], "template": "payment_reminder"}],
+    )
 
 
 class EmitStep(_Model):
@@ -251,10 +297,22 @@ Step = WaitStep | SendStep | EmitStep
 class Flow(_Model):
     """A multi-step, possibly scheduled, customer journey."""
 
-    description: str | None = Field(None, description="What the journey is for.")
-    on: str = Field(description="Event type that starts a run.")
-    when: str | None = Field(None, description="Start a run only when this expression is true.")
-    unless: str | None = Field(None, description="Do not start a run when this is true.")
+    description: str | None = Field(
+        None,
+        description="What the journey is for.",
+        examples=["Remind the member two days before a renewal is charged."],
+    )
+    on: str = Field(
+        description="Event type that starts a run.", examples=["subscription.renewal_scheduled"]
+    )
+    when: str | None = Field(
+        None,
+        description="Start a run only when this expression is true.",
+        examples=["data.amount > 0"],
+    )
+    unless: str | None = Field(
+        None, description="Do not start a run when this is true.", examples=["data.first_purchase"]
+    )
     key: str | None = Field(
         None,
         description="Template string naming the run; a newer run with the same key replaces a "
@@ -264,9 +322,17 @@ class Flow(_Model):
     cancel_on: list[str] = Field(
         default_factory=list,
         description="Event types that cancel the pending run with the same key.",
+        examples=[["payment.succeeded", "subscription.canceled"]],
     )
     steps: list[Step] = Field(
-        min_length=1, description="`wait`, `send` and `emit` steps, in order."
+        min_length=1,
+        description="`wait`, `send` and `emit` steps, in order.",
+        examples=[
+            [
+                {"wait": {"until": "data.due_date", "offset": "-2d", "at": "09:00"}},
+                {"send": {"to": "contact", "channels": ["email"], "template": "payment_reminder"}},
+            ]
+        ],
     )
 
 
@@ -286,13 +352,18 @@ class Contacts(_Model):
     unique: list[Literal["phone", "email"]] = Field(
         default_factory=list,
         description="Refuse a new contact whose phone or email belongs to another.",
+        examples=[["phone", "email"]],
     )
 
 
 class Templates(_Model):
     """Where templates live."""
 
-    dir: str = Field("templates", description="Template folder, relative to the config directory.")
+    dir: str = Field(
+        "templates",
+        description="Template folder, relative to the config directory.",
+        examples=["templates"],
+    )
 
 
 class Config(_Model):
@@ -312,28 +383,102 @@ class Config(_Model):
     # Optional in the schema so that an editor can check each file of a config on its own;
     # that it is given once across the files is the checker's CL101.
     version: Literal[1] | None = Field(
-        None, description="Version of the config language. Write `version: 1` in one file."
+        None,
+        description="Version of the config language. Write `version: 1` in one file.",
+        examples=[1],
     )
-    defaults: Defaults = Field(default_factory=Defaults, description=Defaults.__doc__)
+    defaults: Defaults = Field(
+        default_factory=Defaults,
+        title="Default settings",
+        description="Time zone, locale and other settings used where nothing more specific "
+        "is given.",
+        examples=[{"timezone": "Europe/Madrid", "locale": "en", "phone_region": "ES"}],
+    )
     events: dict[str, Event] = Field(
-        default_factory=dict, description="The event catalogue: the only event types that exist."
+        default_factory=dict,
+        description="The event catalogue: the only event types that exist.",
+        examples=[
+            {
+                "payment.failed": {
+                    "category": "payments",
+                    "critical": True,
+                    "data": {"type": "object", "required": ["payment_id"]},
+                    "example": {"payment_id": "pay_123"},
+                }
+            }
+        ],
     )
     channels: dict[str, Channel] = Field(
-        default_factory=dict, description="How messages leave, by channel name."
+        default_factory=dict,
+        description="How messages leave, by channel name.",
+        examples=[
+            {
+                "email": {
+                    "address": "email",
+                    "apprise": "mailtos://{secret:SMTP_USER}:{secret:SMTP_PASSWORD}"
+                    "@smtp.example.com/?to={to}",
+                },
+                "in_app": {"address": "inbox"},
+            }
+        ],
     )
     recipients: dict[str, Recipient] = Field(
         default_factory=dict,
         description="The team: who, where, and which events each address wants.",
+        examples=[{"owner": {"email": {"address": "owner@example.com", "events": "all"}}}],
     )
-    routes: list[Route] = Field(default_factory=list, description="Routing rules, additive.")
+    routes: list[Route] = Field(
+        default_factory=list,
+        description="Routing rules, additive.",
+        examples=[
+            [
+                {
+                    "name": "big-failed-payments",
+                    "events": ["payment.failed"],
+                    "when": "data.amount >= 100000",
+                    "to": ["finance"],
+                }
+            ]
+        ],
+    )
     customer_messages: dict[str, CustomerMessage] = Field(
         default_factory=dict,
         description="Messages to the customer named in an event, by event type.",
+        examples=[{"payment.succeeded": {"channels": ["email"], "template": "receipt"}}],
     )
-    flows: dict[str, Flow] = Field(default_factory=dict, description="Customer journeys.")
-    consent: Consent = Field(default_factory=Consent, description=Consent.__doc__)
-    contacts: Contacts = Field(default_factory=Contacts, description=Contacts.__doc__)
-    templates: Templates = Field(default_factory=Templates, description=Templates.__doc__)
+    flows: dict[str, Flow] = Field(
+        default_factory=dict,
+        description="Customer journeys.",
+        examples=[
+            {
+                "welcome": {
+                    "on": "contact.created",
+                    "steps": [
+                        {"wait": {"for": "1h"}},
+                        {"send": {"to": "contact", "channels": ["email"], "template": "welcome"}},
+                    ],
+                }
+            }
+        ],
+    )
+    consent: Consent = Field(
+        default_factory=Consent,
+        title="Customer consent",
+        description="Consent per channel that a new customer starts with.",
+        examples=[{"default": {"email": True, "sms": False}}],
+    )
+    contacts: Contacts = Field(
+        default_factory=Contacts,
+        title="Contact rules",
+        description="How customers are kept: which of their addresses must be unique.",
+        examples=[{"unique": ["phone", "email"]}],
+    )
+    templates: Templates = Field(
+        default_factory=Templates,
+        title="Template folder",
+        description="Where template files live.",
+        examples=[{"dir": "templates"}],
+    )
 
 
 SECTIONS = tuple(Config.model_fields)

@@ -223,7 +223,10 @@ class Dispatcher:
                     continue
                 limit = min(free, self.policy.batch)
                 claimed = self.store.write(
-                    functools.partial(_claim, now=now, limit=limit, lease=self.policy.lease_seconds)
+                    functools.partial(
+                        _claim, now=now, limit=limit, lease=self.policy.lease_seconds
+                    ),
+                    durable=False,
                 )
                 for delivery in claimed:
                     with self._lock:
@@ -285,7 +288,8 @@ class Dispatcher:
     def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
             outcome = self._attempt(delivery)
-            self.store.write(functools.partial(_complete, outcome=outcome, now=self.clock()))
+            job = functools.partial(_complete, outcome=outcome, now=self.clock())
+            self.store.write(job, durable=False)
             if self.on_outcome is not None:
                 self.on_outcome(delivery, outcome)
         except Exception:
@@ -344,19 +348,7 @@ class Dispatcher:
         )
 
     def _context(self, table: TableIndex, delivery: ClaimedDelivery) -> dict[str, Any]:
-        event = EventIn.model_validate(json.loads(delivery.envelope))
-        contact = None
-        if event.contact is not None:
-            c = event.contact
-            contact = ContactState(
-                id=c.id,
-                email=c.email,
-                phone=c.phone,
-                name=c.name,
-                locale=c.locale,
-                timezone=c.timezone,
-            )
-        context = template_context(event, table, contact)
+        context = dict(_event_context(table, delivery.envelope))
         if not delivery.recipient.startswith("contact"):
             context["recipient"] = delivery.recipient
         return context
@@ -407,3 +399,22 @@ def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:
 
 def _advance(tx: Tx, table: TableIndex, run: RunRow, now: float) -> None:
     flows.advance(tx, table, run, now, accept)
+
+
+@functools.lru_cache(maxsize=256)
+def _event_context(table: TableIndex, envelope: str) -> dict[str, Any]:
+    # An event fans out to many deliveries, usually sent within moments of each other: parse it
+    # once. (The context is only read by templates: the sandbox is immutable.)
+    event = EventIn.model_validate(json.loads(envelope))
+    contact = None
+    if event.contact is not None:
+        c = event.contact
+        contact = ContactState(
+            id=c.id,
+            email=c.email,
+            phone=c.phone,
+            name=c.name,
+            locale=c.locale,
+            timezone=c.timezone,
+        )
+    return template_context(event, table, contact)

@@ -35,6 +35,7 @@ from clarion.runtime.store.base import (
 _RUN_COLUMNS = "id, flow, key, event_id, contact_id, status, step, due_at, created_at"
 
 T = TypeVar("T")
+_Job = tuple[Callable[["Tx"], Any], "Future[Any]", bool]
 MAX_GROUP = 512  # jobs per commit
 
 MIGRATIONS: list[str] = [
@@ -206,9 +207,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from None
         self._local = threading.local()
-        self._jobs: queue.SimpleQueue[tuple[Callable[[Tx], Any], Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._synchronous = "OFF" if self._scratch else "FULL"
         self._closed = False
         self._writer = threading.Thread(target=self._run, name="clarion-store-writer", daemon=True)
         self._writer.start()
@@ -240,16 +240,19 @@ class SQLiteStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def submit(self, job: Callable[[Tx], T]) -> Future[T]:
+    def submit(self, job: Callable[[Tx], T], *, durable: bool = True) -> Future[T]:
+        """Run `job` in the writer thread. `durable=False` (a send's outcome, a claim) lets a
+        commit holding only such jobs skip the fsync: a power cut may then forget that a send
+        happened, and it is sent again (at least once); an accepted event is never forgotten."""
         future: Future[T] = Future()
         if self._closed:
             future.set_exception(StoreError("the store is closed"))
             return future
-        self._jobs.put((job, future))
+        self._jobs.put((job, future, durable))
         return future
 
-    def write(self, job: Callable[[Tx], T]) -> T:
-        return self.submit(job).result()
+    def write(self, job: Callable[[Tx], T], *, durable: bool = True) -> T:
+        return self.submit(job, durable=durable).result()
 
     def _run(self) -> None:
         tx = _SQLiteTx(self._conn)
@@ -269,14 +272,17 @@ class SQLiteStore:
                 group.append(item)
             self._commit_group(tx, group)
 
-    def _commit_group(
-        self, tx: _SQLiteTx, group: list[tuple[Callable[[Tx], Any], Future[Any]]]
-    ) -> None:
+    def _commit_group(self, tx: _SQLiteTx, group: list[_Job]) -> None:
         conn = self._conn
         results: list[tuple[Future[Any], bool, Any]] = []
+        if self._scratch is None:
+            wanted = "FULL" if any(durable for _, _, durable in group) else "NORMAL"
+            if wanted != self._synchronous:
+                conn.execute(f"PRAGMA synchronous = {wanted}")
+                self._synchronous = wanted
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, future in group:
+            for job, future, _ in group:
                 if not future.set_running_or_notify_cancel():
                     continue
                 conn.execute("SAVEPOINT job")
@@ -294,7 +300,7 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             error = StoreError(f"{self.url}: {exc}")
-            for _, future in group:
+            for _, future, _ in group:
                 if future.done():
                     continue
                 if future.running() or future.set_running_or_notify_cancel():
