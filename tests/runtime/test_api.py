@@ -188,6 +188,10 @@ def test_bearer_token(runtime: Runtime) -> None:
             c.get("/v1/table", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
         )
         assert c.get("/healthz").status_code == 200
+        # pages hold no data: they load, and the API they call still wants the token
+        assert c.get("/inbox/owner").status_code == 200
+        assert c.get("/v1/inbox/owner").status_code == 401
+        assert c.get("/v1/events/x").status_code == 401
 
 
 @settings(

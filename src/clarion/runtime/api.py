@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from clarion import __version__
 from clarion.check.addresses import mask
 from clarion.runtime.envelope import Rejection
+from clarion.runtime.pages import add_pages
 from clarion.runtime.people import add_people_routes
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.sqlite import StoreError
@@ -28,7 +29,10 @@ log = logging.getLogger("clarion.api")
 MAX_EVENT_BYTES = 256 * 1024
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BATCH_EVENTS = 1000
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/events"})
+# The pages hold no data (their scripts read the API, which asks for the token): a browser can
+# load them, and `?token=` makes their requests carry it.
+OPEN_PREFIXES = ("/inbox/", "/events/", "/assets/")
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -102,7 +106,12 @@ class BearerToken:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        path = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and path not in OPEN_PATHS
+            and not path.startswith(OPEN_PREFIXES)
+        ):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 await error(401, "unauthorized", "a bearer token is required")(scope, receive, send)
@@ -209,7 +218,7 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
             {"accepted": accepted, "rejected": len(items) - accepted, "results": results}, 200
         )
 
-    @app.get("/v1/events/{event_id}", responses=ERRORS, summary="An event and its deliveries")
+    @app.get("/v1/events/{event_id:path}", responses=ERRORS, summary="An event and its deliveries")
     async def get_event(event_id: str) -> JSONResponse:
         record = await asyncio.to_thread(runtime.store.event, event_id)
         if record is None:
@@ -234,6 +243,7 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
         )
 
     add_people_routes(app, runtime, token, heartbeat)
+    add_pages(app, runtime)
 
     @app.get("/v1/table", summary="The routing table being served")
     async def get_table() -> JSONResponse:
