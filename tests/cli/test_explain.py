@@ -252,3 +252,26 @@ def test_explain_never_imports_the_web_stack(
         check=True,
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_flows_show_scheduled_and_late_steps(tmp_path: Path) -> None:
+    event = {
+        "type": "subscription.renewal_scheduled",
+        "id": "evt_1",
+        "data": {"subscription_id": "sub_1", "plan": "Premium", "due_date": "2026-03-10",
+                 "amount": 2900, "currency": "EUR"},
+        "contact": {"id": "cus_1", "email": "ana@example.com", "timezone": "Europe/Madrid"},
+    }  # fmt: skip
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    runner = CliRunner()
+    early = runner.invoke(cli, ["explain", str(EXAMPLES), "--event", str(path), "--at",
+                                "2026-03-01T08:00:00Z", "--format", "json"])  # fmt: skip
+    assert early.exit_code == 0, early.output
+    scheduled = [d for d in json.loads(early.output)["deliveries"] if d["status"] == "scheduled"]
+    assert [(d["channel"], d["to"]) for d in scheduled] == [("email", "ana@example.com")]
+    assert "2026-03-08T08:00:00Z" in scheduled[0]["detail"]  # 09:00 in Madrid
+    late = runner.invoke(cli, ["explain", str(EXAMPLES), "--event", str(path), "--at",
+                               "2026-03-09T08:00:00Z"])  # fmt: skip
+    assert late.exit_code == 0
+    assert "late:" in late.output and "\nsched " not in late.output

@@ -99,12 +99,69 @@ def explain_command(directory: Path, event_file: str, moment: datetime, fmt: str
     contact = None
     if event.contact is not None:
         _, _, contact = merge_contact(table, event, None, moment.timestamp())
-    deliveries = plan(table, event, contact, moment)
+    deliveries = plan(table, event, contact, moment) + _flows(table, raw, moment)
     if fmt == "json":
         click.echo(_as_json(event.type, event.id, table.digest, moment, deliveries))
     else:
         click.echo(_as_text(event.type, event.id, table, deliveries))
     raise SystemExit(0)
+
+
+def _flows(table: TableIndex, raw: Any, moment: datetime) -> list[Delivery]:
+    """What the event does to flows, from the real flow engine on a throwaway store at `moment`:
+    steps sent now, steps scheduled (with when), and sends skipped (late, condition_false...)."""
+    if not isinstance(raw, dict) or raw.get("type") not in table.flow_events:
+        return []
+    from dataclasses import replace
+
+    from clarion.runtime import Policy, Runtime, SQLiteStore
+    from clarion.runtime.flows import plan_send, state_of
+    from clarion.runtime.planner import Delivery
+
+    store = SQLiteStore(None)
+    runtime = Runtime(table, store, Policy(dry_run=True, workers=1), clock=moment.timestamp)
+    try:
+        runtime.ingest([raw])
+        out: list[Delivery] = []
+        for row in store.records():
+            if row["source"] != "flow":
+                continue
+            out.append(
+                Delivery(
+                    recipient=row["recipient"],
+                    channel=row["channel"],
+                    kind="",
+                    to=row["address"],
+                    template=row["template"],
+                    status="planned" if row["status"] != "skipped" else "skipped",
+                    reason=row["reason"],
+                    source="flow",
+                    detail=row["detail"],
+                )
+            )
+        for run in store.active_runs():
+            flow = table.table.flows[run["flow"]]
+            if run["due_at"] is None or run["step"] >= len(flow.steps):
+                continue
+            send = flow.steps[run["step"]].send
+            if send is None:
+                continue
+            stored = store.contact(run["contact_id"]) if run["contact_id"] else None
+            contact = state_of(stored[0]) if stored else None
+            when = datetime.fromtimestamp(run["due_at"], UTC)
+            for d in plan_send(table, send, contact, str(raw.get("type"))):
+                note = f"scheduled {_iso(when)} by flow {run['flow']}"
+                out.append(
+                    replace(
+                        d,
+                        source=f"flow:{run['flow']}",
+                        detail=note if d.status == "planned" else d.detail,
+                        status=d.status,
+                    )
+                )
+        return out
+    finally:
+        runtime.stop(timeout=5)
 
 
 def _table(source: Path) -> TableIndex:
@@ -165,7 +222,7 @@ def _as_json(
                     "channel": d.channel,
                     "to": d.to,
                     "template": d.template,
-                    "status": d.status,
+                    "status": "scheduled" if _label(d) == "sched" else d.status,
                     "reason": d.reason,
                     "detail": d.detail,
                     "source": d.source,
@@ -178,7 +235,15 @@ def _as_json(
     )
 
 
+def _label(d: Delivery) -> str:
+    if d.status != "planned":
+        return "skip"
+    return "sched" if d.source.startswith("flow:") else "send"
+
+
 def _why(d: Delivery) -> str:
+    if d.status == "planned" and d.source.startswith("flow:"):
+        return d.detail or ""
     if d.status == "planned":
         return (
             f"via route {d.source.removeprefix('route:')}" if d.source.startswith("route:") else ""
@@ -192,7 +257,7 @@ def _as_text(event_type: str, event_id: str, table: TableIndex, deliveries: list
     lines = [f"{event_type} {event_id} (table {table.digest})"]
     rows = [
         (
-            "send" if d.status == "planned" else "skip",
+            _label(d),
             d.recipient,
             d.channel,
             d.to or "-",
@@ -210,9 +275,11 @@ def _as_text(event_type: str, event_id: str, table: TableIndex, deliveries: list
         lines.append("no candidate deliveries")
     for name, flow in sorted(table.table.flows.items()):
         if flow.on == event_type:
-            lines.append(f"note: starts flow {name}; its scheduled steps are not shown here")
+            lines.append(f"note: starts flow {name}")
         elif event_type in flow.cancel_on:
             lines.append(f"note: cancels pending runs of flow {name} with the same key")
-    sent = sum(1 for d in deliveries if d.status == "planned")
-    lines.append(f"{sent} to send, {len(deliveries) - sent} skipped")
+    labels = [_label(d) for d in deliveries]
+    scheduled = labels.count("sched")
+    tail = f", {scheduled} scheduled" if scheduled else ""
+    lines.append(f"{labels.count('send')} to send{tail}, {labels.count('skip')} skipped")
     return "\n".join(lines)

@@ -347,6 +347,14 @@ class SQLiteStore:
         candidates = [v for v in (row[0], leased[0], run[0]) if v is not None]
         return min(candidates) if candidates else None
 
+    def active_runs(self) -> list[dict[str, Any]]:
+        cursor = self._reader().execute(
+            "SELECT id, flow, key, event_id, contact_id, step, due_at FROM flow_runs "
+            "WHERE status = 'active' ORDER BY due_at, id"
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def runs_due(self, now: float) -> bool:
         row = (
             self._reader()
