@@ -25,6 +25,7 @@ from clarion.runtime.planner import (
     ContactState,
     Delivery,
     Status,
+    as_row,
     condition,
     customer_addresses,
     evaluate,
@@ -65,8 +66,15 @@ def on_event(
             key = _key(flow, context) if flow.key else None
             if key is not None:
                 for run in tx.active_runs(name, key):
-                    _end(tx, table, run, "replaced", f"by {event.id}: {reason}", now,
-                         skip_reason="condition_false")  # fmt: skip
+                    _end(
+                        tx,
+                        table,
+                        run,
+                        "replaced",
+                        f"by {event.id}: {reason}",
+                        now,
+                        skip_reason="condition_false",
+                    )
             _skip_sends(
                 tx,
                 table,
@@ -108,26 +116,14 @@ def advance(tx: Tx, table: TableIndex, run: RunRow, now: float, accept: Accept) 
         if late > table.table.defaults.catch_up_seconds:
             window = table.table.defaults.catch_up_seconds
             detail = f"due {_iso(run.due_at)}, {int(late)} s late (catch-up window {window} s)"
-            _skip_sends(
-                tx,
-                table,
-                flow,
-                event.id,
-                event.type,
-                contact,
-                step,
-                "late",
-                now,
-                detail=detail,
-                run_id=run.id,
-            )
-            tx.update_run(run.id, "late", step, None, detail, now)
+            _stop(tx, table, flow, event, contact, run, step, "late", "late", detail, now, step)
             return
     while step < len(flow.steps):
         spec = flow.steps[step]
         if spec.send is not None:
             rows = [
-                _row(d, now, run.id, step) for d in plan_send(table, spec.send, contact, event.type)
+                as_row(d, now, run.id, step)
+                for d in plan_send(table, spec.send, contact, event.type)
             ]
             tx.insert_deliveries(event.id, event.type, rows, now)
             step += 1
@@ -156,41 +152,59 @@ def advance(tx: Tx, table: TableIndex, run: RunRow, now: float, accept: Accept) 
                 due = wait_until(value, wait.offset_seconds, wait.at, tz)
         except (ScheduleError, TemplateError, TypeError, ValueError) as exc:
             detail = f"wait {step + 1}: {exc}"
-            _skip_sends(
+            _stop(
                 tx,
                 table,
                 flow,
-                event.id,
-                event.type,
+                event,
                 contact,
+                run,
                 step + 1,
                 "condition_false",
+                "failed",
+                detail,
                 now,
-                detail=detail,
-                run_id=run.id,
+                step,
             )
-            tx.update_run(run.id, "failed", step, None, detail, now)
             return
         if due.timestamp() < now and wait.kind == "until" and wait.late == "skip":
             detail = f"its moment {due.isoformat()} had passed when planned"
-            _skip_sends(
-                tx,
-                table,
-                flow,
-                event.id,
-                event.type,
-                contact,
-                step + 1,
-                "late",
-                now,
-                detail=detail,
-                run_id=run.id,
-            )
-            tx.update_run(run.id, "late", step, None, detail, now)
+            _stop(tx, table, flow, event, contact, run, step + 1, "late", "late", detail, now, step)
             return
         tx.update_run(run.id, "active", step + 1, max(due.timestamp(), now), None, now)
         return
     tx.update_run(run.id, "done", step, None, None, now)
+
+
+def _stop(
+    tx: Tx,
+    table: TableIndex,
+    flow: Flow,
+    event: EventIn,
+    contact: ContactState | None,
+    run: RunRow,
+    from_step: int,
+    reason: str,
+    status: str,
+    detail: str,
+    now: float,
+    at_step: int,
+) -> None:
+    """End a run early at `at_step`: its sends from `from_step` are skipped with `reason`."""
+    _skip_sends(
+        tx,
+        table,
+        flow,
+        event.id,
+        event.type,
+        contact,
+        from_step,
+        reason,
+        now,
+        detail=detail,
+        run_id=run.id,
+    )
+    tx.update_run(run.id, status, at_step, None, detail, now)
 
 
 def plan_send(
@@ -413,28 +427,6 @@ def state_of(row: ContactRow) -> ContactState:
         locale=row.locale,
         timezone=row.timezone,
         name=row.name,
-    )
-
-
-def _row(d: Delivery, now: float, run_id: int, step: int) -> NewDelivery:
-    pending = d.status == "planned"
-    return NewDelivery(
-        recipient=d.recipient,
-        channel=d.channel,
-        kind=d.kind,
-        to=d.to,
-        template=d.template,
-        status="pending" if pending else "skipped",
-        reason=d.reason,
-        target=d.target,
-        url=d.url,
-        locale=d.locale,
-        timezone=d.timezone,
-        source=d.source,
-        due_at=now if pending else None,
-        detail=d.detail,
-        run_id=run_id,
-        step=step,
     )
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
 from clarion.runtime import flows
 from clarion.runtime.envelope import ContactIn, EventIn, Rejection, parse_event, pointer
-from clarion.runtime.planner import ContactState, Delivery, plan
-from clarion.runtime.store.base import ConsentChange, ContactRow, NewDelivery, Tx
+from clarion.runtime.planner import ContactState, as_row, plan
+from clarion.runtime.store.base import ConsentChange, ContactRow, Tx
 from clarion.runtime.tableindex import TableIndex
 
 
@@ -115,33 +115,13 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
         now,
         answer,
     )
-    tx.insert_deliveries(event.id, event.type, [_row(d, now) for d in deliveries], now)
+    tx.insert_deliveries(event.id, event.type, [as_row(d, now) for d in deliveries], now)
     flows.on_event(tx, table, event, contact, now, accept)
     return 202, answer
 
 
 def _datetime(now: float) -> datetime:
     return datetime.fromtimestamp(now, UTC)
-
-
-def _row(d: Delivery, now: float) -> NewDelivery:
-    pending = d.status == "planned"
-    return NewDelivery(
-        recipient=d.recipient,
-        channel=d.channel,
-        kind=d.kind,
-        to=d.to,
-        template=d.template,
-        status="pending" if pending else "skipped",
-        reason=d.reason,
-        target=d.target,
-        url=d.url,
-        locale=d.locale,
-        timezone=d.timezone,
-        source=d.source,
-        due_at=now if pending else None,
-        detail=d.detail,
-    )
 
 
 def _normalized(value: str | None, kind: str, region: str | None) -> tuple[str | None, bool]:

@@ -17,6 +17,7 @@ from jinja2 import TemplateError
 from clarion.check.rendering import environment
 from clarion.compile.table import Route, Target
 from clarion.runtime.envelope import EventIn
+from clarion.runtime.store.base import NewDelivery
 from clarion.runtime.tableindex import TableIndex
 
 Status = Literal["planned", "skipped"]
@@ -263,3 +264,28 @@ def customer_addresses(
         devices: list[tuple[str, str | None]] = [(name, url) for name, url in contact.devices]
         return (devices, None) if devices else ([], "no_address")
     return [], "no_address"
+
+
+def as_row(
+    d: Delivery, now: float, run_id: int | None = None, step: int | None = None
+) -> NewDelivery:
+    """A planned or skipped delivery as the store keeps it: planned ones are due now."""
+    pending = d.status == "planned"
+    return NewDelivery(
+        recipient=d.recipient,
+        channel=d.channel,
+        kind=d.kind,
+        to=d.to,
+        template=d.template,
+        status="pending" if pending else "skipped",
+        reason=d.reason,
+        target=d.target,
+        url=d.url,
+        locale=d.locale,
+        timezone=d.timezone,
+        source=d.source,
+        due_at=now if pending else None,
+        detail=d.detail,
+        run_id=run_id,
+        step=step,
+    )
