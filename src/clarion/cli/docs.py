@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import click
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from clarion.cli import reporters
 from clarion.cli.options import EnvironmentProblem, build_or_exit, settle_heap, source_line_of
@@ -28,7 +29,7 @@ from clarion.compile.table import Flow, Route, Selector, Step, Target
 PAGES = ("index.html", "events.html", "customers.html", "flows.html")
 ASSETS = ("clarion-docs.css", "clarion-docs.js")
 NO_CATEGORY = "(no category)"
-MINUS = "\u2212"  # a real minus sign in offsets: −2d
+MINUS = "\u2212"  # a real minus sign in offsets, as in the flow summaries
 
 CellState = Literal["on", "route", "maybe", "disabled", "none"]
 
@@ -96,11 +97,13 @@ def _load(source: Path) -> tuple[RoutingTable, str]:
     if result.table is None or result.data is None:
         click.echo(f"{source}: {reporters.summary(result.diagnostics)}; nothing written", err=True)
         raise SystemExit(1)
-    return result.table, digest(result.data)
+    # Read back from the canonical bytes, as from a table file: the same site either way (the
+    # canonical form sorts mappings, which the pages order by schema instead).
+    return RoutingTable.model_validate_json(result.data), digest(result.data)
 
 
 def _environment() -> Environment:
-    return Environment(
+    env = Environment(
         loader=PackageLoader("clarion.cli", "docs_site"),
         autoescape=select_autoescape(enabled_extensions=("html", "j2"), default=True),
         undefined=StrictUndefined,
@@ -108,6 +111,23 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["wbr"] = breakable
+    return env
+
+
+def breakable(text: str, where: str = "._@") -> Markup:
+    """Escaped, with line-break opportunities after dots and underscores and before `@` (those
+    of them in `where`), so a long event name or address wraps at its parts in a narrow column,
+    not letter by letter."""
+    out = []
+    for char in text:
+        if char not in where:
+            out.append(escape(char))
+        elif char == "@":
+            out.append(Markup("<wbr>@"))
+        else:
+            out.append(escape(char) + Markup("<wbr>"))
+    return Markup("").join(out)
 
 
 def _write(path: Path, text: str) -> None:
@@ -134,6 +154,7 @@ class Column:
     wants: str  # the event toggles in words
     timezone: str
     locale: str
+    first: bool  # the first of its recipient's columns
 
     @property
     def search(self) -> str:
@@ -227,6 +248,16 @@ class MessageDoc:
 
 
 @dataclass(frozen=True)
+class FlowSend:
+    """A flow's `send` step to the contact: a customer message too, on a schedule."""
+
+    flow: str
+    on: str
+    channels: list[str]
+    template: str
+
+
+@dataclass(frozen=True)
 class StepDoc:
     kind: Literal["wait", "send", "emit"]
     text: str
@@ -269,6 +300,7 @@ class Site:
     groups: list[Group]
     routes: list[RouteDoc]
     messages: list[MessageDoc]
+    flow_sends: list[FlowSend]
     consent: dict[str, bool]
     flows: list[FlowDoc]
     channels: list[ChannelDoc]
@@ -289,6 +321,7 @@ class Site:
         targets = sorted(table.targets, key=lambda t: (t.recipient, t.channel, t.id))
         for target in targets:
             recipient = table.recipients.get(target.recipient)
+            first = target.recipient not in groups
             groups.setdefault(target.recipient, []).append(
                 Column(
                     id=target.id,
@@ -299,6 +332,7 @@ class Site:
                     wants=describe_selector(target.events),
                     timezone=(recipient.timezone if recipient else None) or defaults.timezone,
                     locale=(recipient.locale if recipient else None) or defaults.locale,
+                    first=first,
                 )
             )
         by_category: dict[str, list[EventDoc]] = {}
@@ -313,7 +347,9 @@ class Site:
             MessageDoc(event, list(m.channels), m.template, m.enabled, m.attach)
             for event, m in sorted(table.customer_messages.items())
         ]
-        flows = [_flow_doc(name, flow) for name, flow in sorted(table.flows.items())]
+        flows = [
+            _flow_doc(name, flow, defaults.timezone) for name, flow in sorted(table.flows.items())
+        ]
         channels = [
             ChannelDoc(
                 name,
@@ -331,6 +367,12 @@ class Site:
             groups=[Group(name, columns) for name, columns in groups.items()],
             routes=[_route_doc(route) for route in table.routes],
             messages=messages,
+            flow_sends=[
+                FlowSend(name, flow.on, list(step.send.channels), step.send.template)
+                for name, flow in sorted(table.flows.items())
+                for step in flow.steps
+                if step.send is not None and step.send.to == "contact"
+            ],
             consent=dict(sorted(table.consent_default.items())),
             flows=flows,
             channels=channels,
@@ -422,7 +464,9 @@ def _event_doc(table: RoutingTable, name: str, targets: list[Target]) -> EventDo
     fields, free_form = payload_fields(event.data_schema)
     example = None
     if event.example is not None:
-        example = json.dumps(event.example, indent=2, ensure_ascii=False, sort_keys=False)
+        example = json.dumps(
+            in_schema_order(event.example, event.data_schema), indent=2, ensure_ascii=False
+        )
     return EventDoc(
         name=name,
         category=event.category,
@@ -506,7 +550,9 @@ def _notes(schema: dict[str, Any]) -> str:
     if isinstance(enum, list):
         notes.append("one of " + ", ".join(_scalar(v) for v in enum))
     for key, form in _NOTE_KEYS:
-        if key in schema and not isinstance(schema[key], dict | list):
+        if key in ("minLength", "minItems") and schema.get(key) == 1:
+            notes.append("not empty")
+        elif key in schema and not isinstance(schema[key], dict | list):
             notes.append(form.format(_scalar(schema[key])))
     if "default" in schema:
         notes.append(f"default {_scalar(schema['default'])}")
@@ -528,7 +574,8 @@ def _collect(schema: Any, prefix: str, out: list[PayloadField], depth: int) -> N
     if isinstance(properties, dict):
         required = schema.get("required")
         needed = set(required) if isinstance(required, list) else set()
-        for name, sub in properties.items():
+        for name in field_order(schema):
+            sub = properties[name]
             path = f"{prefix}{name}"
             sub_schema = sub if isinstance(sub, dict) else {}
             out.append(PayloadField(path, type_of(sub), name in needed, _notes(sub_schema)))
@@ -536,6 +583,29 @@ def _collect(schema: Any, prefix: str, out: list[PayloadField], depth: int) -> N
             items = sub_schema.get("items")
             if isinstance(items, dict):
                 _collect(items, f"{path}[].", out, depth + 1)
+
+
+def field_order(schema: dict[str, Any]) -> list[str]:
+    """An object schema's properties: the required ones in the order `required` lists them,
+    then the others by name (mappings reach the table sorted; lists keep the author's order)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return []
+    required = schema.get("required")
+    first = [n for n in required if n in properties] if isinstance(required, list) else []
+    return list(dict.fromkeys(first)) + sorted(n for n in properties if n not in first)
+
+
+def in_schema_order(value: Any, schema: Any, depth: int = 0) -> Any:
+    """An example with its keys in the order of the payload table."""
+    if isinstance(value, list) and isinstance(schema, dict) and depth < 8:
+        return [in_schema_order(v, schema.get("items"), depth + 1) for v in value]
+    if not isinstance(value, dict):
+        return value
+    known = field_order(schema) if isinstance(schema, dict) and depth < 8 else []
+    properties = schema.get("properties", {}) if known and isinstance(schema, dict) else {}
+    keys = [k for k in known if k in value] + sorted(k for k in value if k not in known)
+    return {k: in_schema_order(value[k], properties.get(k), depth + 1) for k in keys}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -559,7 +629,7 @@ def _rate(count: int, per_seconds: int) -> str:
     return f"{count}/{unit}" if unit else f"{count} per {duration(per_seconds)}"
 
 
-def _step_doc(step: Step) -> StepDoc:
+def _step_doc(step: Step, timezone: str) -> StepDoc:
     if step.wait is not None:
         wait = step.wait
         if wait.kind == "for":
@@ -570,7 +640,7 @@ def _step_doc(step: Step) -> StepDoc:
             text += f" {sign}{duration(wait.offset_seconds)}"
         if wait.at:
             text += f" at {wait.at}"
-        detail = "the time of day is the contact's, else the default time zone" if wait.at else None
+        detail = f"{wait.at} in the contact's time zone, else {timezone}" if wait.at else None
         if wait.late == "skip":
             text += " (skip if late)"
             late = "not retroactive: if the moment had passed when the run was planned, skipped"
@@ -587,7 +657,7 @@ def _step_doc(step: Step) -> StepDoc:
     return StepDoc("emit", f"emit {step.emit}", "once the message before it was delivered")
 
 
-def _flow_doc(name: str, flow: Flow) -> FlowDoc:
+def _flow_doc(name: str, flow: Flow, timezone: str) -> FlowDoc:
     return FlowDoc(
         name=name,
         on=flow.on,
@@ -595,6 +665,5 @@ def _flow_doc(name: str, flow: Flow) -> FlowDoc:
         unless=flow.unless,
         key=flow.key,
         cancel_on=list(flow.cancel_on),
-        steps=[_step_doc(step) for step in flow.steps],
+        steps=[_step_doc(step, timezone) for step in flow.steps],
     )
-

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from clarion.check.addresses import mask
 from clarion.runtime.dispatch import AppriseSender, Dispatcher, Policy, Secrets
@@ -20,7 +20,7 @@ from clarion.runtime.inbox import InboxHub
 from clarion.runtime.ingest import Checked, accept, check_event
 from clarion.runtime.metrics import Metrics
 from clarion.runtime.secrets import MissingSecret, resolve
-from clarion.runtime.store.base import ClaimedDelivery, Outcome, Store, Tx
+from clarion.runtime.store.base import ClaimedDelivery, NewDelivery, Outcome, Store, Tx
 from clarion.runtime.tableindex import TableError, TableIndex
 
 log = logging.getLogger("clarion.runtime")
@@ -194,15 +194,53 @@ def _accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[in
 def _accept_many(
     tx: Tx, table: TableIndex, items: Sequence[Checked], now: float
 ) -> list[tuple[int, dict[str, Any]] | Rejection]:
+    batch = _Batch(tx, now)
     out: list[tuple[int, dict[str, Any]] | Rejection] = []
     for checked in items:
         # No savepoint per event: accept() refuses (Rejection) only before its first write, and
         # anything else fails the whole job, which the store rolls back.
         try:
-            out.append(accept(tx, table, checked, now))
+            out.append(accept(cast(Tx, batch), table, checked, now))
         except Rejection as rejection:
             out.append(rejection)
+    batch.flush()
     return out
+
+
+class _Batch:
+    """A batch's view of the transaction: events and their deliveries are written with one
+    statement each for the whole batch, not two per event. Any other operation (contacts,
+    flows) first writes what is gathered, so it sees the store as accept() left it."""
+
+    def __init__(self, tx: Tx, now: float) -> None:
+        self._tx = tx
+        self._now = now
+        self._answers: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._events: list[tuple[Any, ...]] = []
+        self._deliveries: list[tuple[str, str, NewDelivery]] = []
+
+    def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None:
+        return self._answers.get(event_id) or self._tx.event_answer(event_id)
+
+    def insert_event(self, event_id: str, *rest: Any) -> None:
+        self._answers[event_id] = (rest[1], rest[6])
+        self._events.append((event_id, *rest))
+
+    def insert_deliveries(
+        self, event_id: str, event_type: str, rows: Sequence[NewDelivery], now: float
+    ) -> None:
+        self._deliveries.extend((event_id, event_type, row) for row in rows)
+
+    def flush(self) -> None:
+        if self._events:
+            self._tx.insert_events(self._events)
+        if self._deliveries:
+            self._tx.insert_delivery_rows(self._deliveries, self._now)
+        self._events, self._deliveries = [], []
+
+    def __getattr__(self, name: str) -> Any:
+        self.flush()
+        return getattr(self._tx, name)
 
 
 class ConfigWatcher:

@@ -395,14 +395,21 @@ class SQLiteStore:
         for delivery in deliveries:
             delivery["attempt_log"] = by_delivery.get(delivery["id"], [])
         runs = [
-            {"flow": flow, "key": key, "status": status, "next_step": step + 1, "due_at": due,
-             "reason": reason, "created_at": created}
+            {
+                "flow": flow,
+                "key": key,
+                "status": status,
+                "next_step": step + 1,
+                "due_at": due,
+                "reason": reason,
+                "created_at": created,
+            }
             for flow, key, status, step, due, reason, created in conn.execute(
                 "SELECT flow, key, status, step, due_at, reason, created_at FROM flow_runs "
                 "WHERE event_id = ? ORDER BY id",
                 (event_id,),
             )
-        ]  # fmt: skip
+        ]
         return EventRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), deliveries, runs)
 
     def records(self) -> list[dict[str, Any]]:
@@ -547,24 +554,39 @@ class _SQLiteTx:
         received_at: float,
         answer: dict[str, Any],
     ) -> None:
-        self.conn.execute(
+        self.insert_events(
+            [
+                (
+                    event_id,
+                    event_type,
+                    body_hash,
+                    envelope,
+                    contact_id,
+                    table_digest,
+                    received_at,
+                    answer,
+                )
+            ]
+        )
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Several events in one statement: (id, type, body_hash, envelope, contact_id,
+        table_digest, received_at, answer)."""
+        self.conn.executemany(
             "INSERT INTO events (id, type, body_hash, envelope, contact_id, table_digest, "
             "received_at, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event_id,
-                event_type,
-                body_hash,
-                envelope,
-                contact_id,
-                table_digest,
-                received_at,
-                json.dumps(answer),
-            ),
+            [(*row[:7], json.dumps(row[7])) for row in rows],
         )
 
     def insert_deliveries(
         self, event_id: str, event_type: str, rows: Sequence[NewDelivery], now: float
     ) -> None:
+        self.insert_delivery_rows([(event_id, event_type, r) for r in rows], now)
+
+    def insert_delivery_rows(
+        self, rows: Sequence[tuple[str, str, NewDelivery]], now: float
+    ) -> None:
+        """Deliveries of several events in one statement: (event_id, event_type, delivery)."""
         self.conn.executemany(
             "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
             "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
@@ -593,7 +615,7 @@ class _SQLiteTx:
                     r.run_id,
                     r.step,
                 )
-                for r in rows
+                for event_id, event_type, r in rows
             ],
         )
 
