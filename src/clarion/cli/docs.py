@@ -218,7 +218,7 @@ class Category:
 
     @property
     def anchor(self) -> str:
-        return f"category-{self.name}"
+        return "uncategorised" if self.name == NO_CATEGORY else f"category-{self.name}"
 
 
 @dataclass(frozen=True)
