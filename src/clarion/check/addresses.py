@@ -13,7 +13,7 @@ class AddressError(ValueError):
 _DIGITS = re.compile(r"[\s().-]")
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def normalize_email(text: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
@@ -23,7 +23,7 @@ def normalize_email(text: str) -> str:
         raise AddressError(f"{text!r} is not a valid email address: {exc}") from None
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def normalize_phone(text: str, region: str | None) -> str:
     """E.164 for `text`. Numbers without + are read in `region`, else as international (seed 002:
     WhatsApp numbers are written `6282114000032`, without + or leading zero)."""

@@ -254,12 +254,24 @@ class Dispatcher:
             runs = self.store.write(
                 functools.partial(
                     _claim_runs, now=now, limit=self.policy.batch, lease=self.policy.lease_seconds
-                )
+                ),
+                durable=False,
             )
-            for run in runs:
-                job = functools.partial(_advance, table=self.table(), run=run, now=self.clock())
+            # Every claimed run in its own job, all submitted at once: they share commits. A
+            # step that is lost to a power cut is taken again when its lease runs out.
+            table, moment = self.table(), self.clock()
+            pending = [
+                (
+                    run,
+                    self.store.submit(
+                        functools.partial(_advance, table=table, run=run, now=moment), durable=False
+                    ),
+                )
+                for run in runs
+            ]
+            for run, future in pending:
                 try:
-                    self.store.write(job)
+                    future.result()
                 except Exception:  # its lease runs out and it is tried again
                     log.exception("flow run %s: a step failed", run.id, extra={"run_id": run.id})
             fired += len(runs)
@@ -275,7 +287,8 @@ class Dispatcher:
             now = self.clock()
             fired = self.fire_due_runs(now)
             claimed = self.store.write(
-                functools.partial(_claim, now=now, limit=self.policy.batch, lease=60.0)
+                functools.partial(_claim, now=now, limit=self.policy.batch, lease=60.0),
+                durable=False,
             )
             for delivery in claimed:
                 with self._lock:

@@ -96,19 +96,33 @@ def on_event(
         run_id = tx.insert_run(name, key, event.id, contact.id if contact else None, now)
         started = tx.run(run_id)
         assert started is not None
-        advance(tx, table, started, now, accept)
+        advance(tx, table, started, now, accept, known=(event, contact))
 
 
-def advance(tx: Tx, table: TableIndex, run: RunRow, now: float, accept: Accept) -> None:
-    """Take the run's steps from its current one until a wait, a pending send, or the end."""
+def advance(
+    tx: Tx,
+    table: TableIndex,
+    run: RunRow,
+    now: float,
+    accept: Accept,
+    known: tuple[EventIn, ContactState | None] | None = None,
+) -> None:
+    """Take the run's steps from its current one until a wait, a pending send, or the end.
+    `known`: the event and contact, when the caller has them already (a run just started)."""
     flow = table.table.flows.get(run.flow)
-    envelope = tx.envelope(run.event_id)
-    if flow is None or envelope is None:
-        reason = "the flow is gone from the table" if flow is None else "its event is gone"
-        tx.update_run(run.id, "failed", run.step, None, reason, now)
+    if known is None:
+        envelope = tx.envelope(run.event_id)
+        if flow is None or envelope is None:
+            reason = "the flow is gone from the table" if flow is None else "its event is gone"
+            tx.update_run(run.id, "failed", run.step, None, reason, now)
+            return
+        event = EventIn.model_validate(json.loads(envelope))
+        contact = _contact(tx, table, run.contact_id)
+    else:
+        event, contact = known
+    if flow is None:
+        tx.update_run(run.id, "failed", run.step, None, "the flow is gone from the table", now)
         return
-    event = EventIn.model_validate(json.loads(envelope))
-    contact = _contact(tx, table, run.contact_id)
     context = template_context(event, table, contact)
     step = run.step
     if run.due_at is not None and step > 0 and _is_wait(flow, step - 1):
