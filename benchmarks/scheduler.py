@@ -781,12 +781,17 @@ def main() -> int:
             f"  reference    {ref_fire:9,.0f} rows/s   bare SELECT due ORDER BY due_at + UPDATE, "
             f"{CLAIM} per commit ({ref['fire_s']:.2f} s)"
         )
+        cap = (
+            f"so the fsyncs alone cap firing near "
+            f"{1e6 / (synced_per_step * ref['commit_us']):,.0f} steps/s"
+            if synced_per_step
+            else "and firing needs none"
+        )
         print(
             f"  ratio        clarion / reference = {fire_rate / ref_fire:.3f}; "
             f"{commits:,} commits ({per_step:.2f} per step), {synced:,} with fsync "
             f"({synced_per_step:.2f} per step); one FULL commit costs {ref['commit_us']:.0f} us "
-            f"here, so the fsyncs alone cap firing near "
-            f"{1e6 / (synced_per_step * ref['commit_us']):,.0f} steps/s"
+            f"here, {cap}"
         )
         runs_ok = sim["run_statuses"] == {"done": planned}
         deliveries_ok = sim["delivery_statuses"] == {"sent": planned}
@@ -821,7 +826,7 @@ def main() -> int:
             print(
                 f"  past 75k     {slope_per_10k(late_points):+.2f} MB per 10k: one source of "
                 f"growth is bounded, normalize_email's lru_cache ({size:,} entries, cap {cap:,}: "
-                "one per distinct address, full at 65,536 contacts)"
+                f"one per distinct address, full at {cap:,} contacts)"
             )
         print(
             f"  peak RSS     {sim['peak_rss']:.0f} MB (before the checks; {sim_peak:.0f} MB with "
