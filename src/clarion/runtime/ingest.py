@@ -90,8 +90,11 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
         # Templates and schedules need a moment; an event without one happened when it came in.
         moment = _datetime(now)
         event = event.model_copy(update={"occurred_at": moment})
-        given = {**checked.given, "occurred_at": moment.isoformat().replace("+00:00", "Z")}
-        envelope = json.dumps(given, sort_keys=True, separators=(",", ":"))
+        # The envelope is canonical (sorted keys) and "type", its last key, is a string: the
+        # moment goes in just before it, without encoding the event again.
+        cut = envelope.rfind(',"type":')
+        stamp = moment.isoformat().replace("+00:00", "Z")
+        envelope = f'{envelope[:cut]},"occurred_at":"{stamp}"{envelope[cut:]}'
     earlier = tx.event_answer(event.id)
     if earlier is not None:
         body_hash, answer = earlier
