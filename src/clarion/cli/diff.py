@@ -184,7 +184,7 @@ def _side(spec: _Spec) -> Side:
         except OSError as exc:
             raise EnvironmentProblem(f"{spec.label}: {exc.strerror or exc}") from None
         return _table_side(spec.label, raw)
-    result = build_or_exit(spec.path)
+    result = build_or_exit(spec.path, locations=False)
     if result.table is None or result.data is None:
         raise SideFailed(_failure_report(spec, result))
     return Side(spec.label, result.table, digest(result.data))
@@ -194,7 +194,7 @@ def _build_bytes(spec: _Spec) -> tuple[bytes | None, str]:
     """In a child process: the table's bytes, or the report of why there is none."""
     assert spec.path is not None
     try:
-        result = build_or_exit(spec.path)
+        result = build_or_exit(spec.path, locations=False)
     except EnvironmentProblem as exc:
         return None, f"Error: {exc.message}"
     if result.data is None:

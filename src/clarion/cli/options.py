@@ -29,9 +29,9 @@ class EnvironmentProblem(click.ClickException):
     exit_code = 2
 
 
-def build_or_exit(directory: Path) -> Build:
+def build_or_exit(directory: Path, *, locations: bool = True) -> Build:
     try:
-        return build(directory)
+        return build(directory, locations=locations)
     except LoadError as exc:
         raise EnvironmentProblem(str(exc)) from None
 

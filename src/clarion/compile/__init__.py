@@ -74,14 +74,20 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def build(root: Path) -> Build:
-    """Load, check and, when there is no error, compile. Raises LoadError for a missing dir."""
+def build(root: Path, *, locations: bool = True) -> Build:
+    """Load, check and, when there is no error, compile. Raises LoadError for a missing dir.
+
+    `locations=False` is for callers that want only the table (`diff`): the first pass keeps no
+    positions, and only a config with findings is read again to locate them."""
     with _collector_paused():
-        return _build(root)
+        result = _build(root, locations)
+        if not locations and result.diagnostics:
+            result = _build(root, True)
+        return result
 
 
-def _build(root: Path) -> Build:
-    loaded = load_directory(root)
+def _build(root: Path, locations: bool = True) -> Build:
+    loaded = load_directory(root, locations=locations)
     if loaded.document is None or any(d.is_error for d in loaded.diagnostics):
         return Build(loaded.document, None, loaded.diagnostics)
     checked = check(loaded.document)

@@ -94,8 +94,9 @@ def config_files(root: Path) -> Iterator[Path]:
     return iter(sorted(found, key=lambda p: p.relative_to(root).as_posix()))
 
 
-def load_directory(root: Path) -> LoadResult:
-    """Read and merge every config file under `root`. Raises LoadError if root is unusable."""
+def load_directory(root: Path, *, locations: bool = True) -> LoadResult:
+    """Read and merge every config file under `root`. Raises LoadError if root is unusable.
+    `locations=False` keeps no positions (see reader.read_file)."""
     if not root.exists():
         raise LoadError(f"{display_path(root)}: no such directory")
     if not root.is_dir():
@@ -121,7 +122,7 @@ def load_directory(root: Path) -> LoadResult:
             raw = path.read_bytes()
         except OSError as exc:
             raise LoadError(f"{display}: {exc.strerror or exc}") from exc
-        result = read_file(raw, display)
+        result = read_file(raw, display, track=locations)
         document.files.append(display)
         document.lines[display] = result.lines
         diagnostics.extend(result.diagnostics)
