@@ -194,7 +194,8 @@ def _build_bytes(spec: _Spec) -> tuple[bytes | None, str]:
     """In a child process: the table's bytes, or the report of why there is none."""
     assert spec.path is not None
     try:
-        result = build_or_exit(spec.path, locations=False)
+        # The other side builds at the same time: keep this one's garbage collected.
+        result = build_or_exit(spec.path, locations=False, pause_gc=False)
     except EnvironmentProblem as exc:
         return None, f"Error: {exc.message}"
     if result.data is None:

@@ -29,9 +29,9 @@ class EnvironmentProblem(click.ClickException):
     exit_code = 2
 
 
-def build_or_exit(directory: Path, *, locations: bool = True) -> Build:
+def build_or_exit(directory: Path, *, locations: bool = True, pause_gc: bool = True) -> Build:
     try:
-        return build(directory, locations=locations)
+        return build(directory, locations=locations, pause_gc=pause_gc)
     except LoadError as exc:
         raise EnvironmentProblem(str(exc)) from None
 
