@@ -28,7 +28,7 @@ from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
 from clarion.runtime import flows
 from clarion.runtime.envelope import EventIn
-from clarion.runtime.ingest import accept
+from clarion.runtime.ingest import accept_raw
 from clarion.runtime.planner import ContactState, template_context
 from clarion.runtime.store.base import ClaimedDelivery, Outcome, RunRow, Store, Tx
 from clarion.runtime.tableindex import TableIndex
@@ -411,7 +411,7 @@ def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:
 
 
 def _advance(tx: Tx, table: TableIndex, run: RunRow, now: float) -> None:
-    flows.advance(tx, table, run, now, accept)
+    flows.advance(tx, table, run, now, accept_raw)
 
 
 @functools.lru_cache(maxsize=256)

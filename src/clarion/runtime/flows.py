@@ -35,8 +35,9 @@ from clarion.runtime.schedule import ScheduleError, wait_for, wait_until
 from clarion.runtime.store.base import ContactRow, NewDelivery, RunRow, Tx
 from clarion.runtime.tableindex import TableIndex
 
-# accept() of ingest, handed in to avoid an import cycle (an emit is a new event)
-Accept = Callable[[Tx, TableIndex, Any, float], tuple[int, dict[str, Any]]]
+# How an emitted event is accepted (ingest.accept_raw): handed in, so that flows need not import
+# ingest, which starts flows. Raises Rejection when the event is refused.
+Accept = Callable[[Tx, TableIndex, dict[str, Any], float], tuple[int, dict[str, Any]]]
 
 
 def on_event(
@@ -395,8 +396,6 @@ def _emit(
     accept: Accept,
 ) -> bool:
     """Accept the emitted event in this same transaction; False when it is refused."""
-    from clarion.runtime.ingest import check_event
-
     raw: dict[str, Any] = {
         "type": event_type,
         "id": f"{event.id}/{run.flow}/{step + 1}",
@@ -408,8 +407,7 @@ def _emit(
             mode="json", exclude_none=True, exclude={"consent"}
         )
     try:
-        checked = check_event(table, raw)
-        accept(tx, table, checked, now)
+        accept(tx, table, raw, now)
     except Rejection as rejection:
         tx.update_run(run.id, "failed", step, None, f"emit {event_type}: {rejection.message}", now)
         return False

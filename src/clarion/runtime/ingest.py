@@ -119,8 +119,15 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
         answer,
     )
     tx.insert_deliveries(event.id, event.type, [as_row(d, now) for d in deliveries], now)
-    flows.on_event(tx, table, event, contact, now, accept)
+    flows.on_event(tx, table, event, contact, now, accept_raw)
     return 202, answer
+
+
+def accept_raw(
+    tx: Tx, table: TableIndex, raw: dict[str, Any], now: float
+) -> tuple[int, dict[str, Any]]:
+    """check_event then accept: how a flow's `emit` hands its event to ingest."""
+    return accept(tx, table, check_event(table, raw), now)
 
 
 def _datetime(now: float) -> datetime:
