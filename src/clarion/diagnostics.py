@@ -80,10 +80,6 @@ class Diagnostic:
         }
 
 
-def warning(code: str, message: str, **kwargs: object) -> Diagnostic:
-    return Diagnostic(code, message, severity=Severity.WARNING, **kwargs)  # type: ignore[arg-type]
-
-
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str, str]:
     loc = d.location or Location("")
     return (loc.file, loc.line, loc.column, d.code, d.message)

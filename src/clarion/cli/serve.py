@@ -7,12 +7,17 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from clarion.cli import reporters
 from clarion.cli.options import EnvironmentProblem, build_or_exit, source_line_of
+
+if TYPE_CHECKING:
+    from clarion.runtime import TableIndex
 
 DEFAULT_PORT = 8425
 
@@ -195,7 +200,7 @@ def _print_refusal(message: str) -> int:
     return 1
 
 
-def _table_source(source: Path):  # type: ignore[no-untyped-def]
+def _table_source(source: Path) -> Callable[[], TableIndex]:
     from clarion.runtime import TableError, TableIndex
 
     if source.is_file():

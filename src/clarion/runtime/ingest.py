@@ -12,7 +12,7 @@ from typing import Any
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
 from clarion.runtime import flows
-from clarion.runtime.envelope import ContactIn, EventIn, Rejection, parse_event, pointer
+from clarion.runtime.envelope import EventIn, Rejection, parse_event, pointer
 from clarion.runtime.planner import ContactState, as_row, plan
 from clarion.runtime.store.base import ConsentChange, ContactRow, Tx
 from clarion.runtime.tableindex import TableIndex
@@ -167,7 +167,8 @@ def merge_contact(
     table: TableIndex, event: EventIn, stored: ContactRow | None, now: float
 ) -> tuple[ContactRow, list[ConsentChange], ContactState]:
     """The contact once this event's fields and consent changes apply to what is stored."""
-    given: ContactIn = event.contact  # type: ignore[assignment]
+    given = event.contact
+    assert given is not None
     t = table.table
     email = given.email if given.email is not None else (stored.email if stored else None)
     phone = given.phone if given.phone is not None else (stored.phone if stored else None)

@@ -422,15 +422,15 @@ class SQLiteStore:
         self, recipient: str, *, unread: bool, before: int | None, after: int | None, limit: int
     ) -> list[dict[str, Any]]:
         """Newest first (or, with `after`, oldest first: what a stream has not sent yet)."""
-        clauses, args = ["recipient = ?"], [recipient]
+        clauses, args = ["recipient = ?"], list[object]([recipient])
         if unread:
             clauses.append("read_at IS NULL")
         if before is not None:
             clauses.append("id < ?")
-            args.append(before)  # type: ignore[arg-type]
+            args.append(before)
         if after is not None:
             clauses.append("id > ?")
-            args.append(after)  # type: ignore[arg-type]
+            args.append(after)
         order = "ASC" if after is not None else "DESC"
         cursor = self._reader().execute(
             "SELECT id, title, body, link, event_type, event_id, created_at, read_at FROM inbox "
