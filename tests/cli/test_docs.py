@@ -13,18 +13,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser import Watched
 from tests.cli.test_cli import BROKEN, run, write
 from tests.conftest import EXAMPLES
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+WARNINGS = ("error", "warning")  # a console warning fails these pages too
+
 FILES = [
     "index.html",
     "events.html",
@@ -224,48 +218,15 @@ def test_docs_never_imports_the_runtime(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser tests need playwright (pip install 'clarion[test]')"
-    )
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=ARGS
-        )
-        yield launched
-        launched.close()
-
-
-class Watched:
-    """A page with its console errors, uncaught exceptions and every request it made."""
-
-    def __init__(self, browser: Any, **context: Any) -> None:
-        self.context = browser.new_context(**context)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on(
-            "console",
-            lambda m: self.errors.append(m.text) if m.type in ("error", "warning") else None,
-        )
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-
-    def check(self) -> None:
-        assert self.errors == []
-        assert [url for url in self.requests if urlsplit(url).scheme != "file"] == []
-        assert self.requests, "the page made no request at all"
-
-    def close(self) -> None:
-        self.context.close()
+def local_file(url: str) -> bool:
+    return urlsplit(url).scheme == "file"
 
 
 @pytest.fixture
 def desktop(browser: Any) -> Iterator[Watched]:
-    opened = Watched(browser, viewport={"width": 1280, "height": 900})
+    opened = Watched(
+        browser, allowed=local_file, console=WARNINGS, viewport={"width": 1280, "height": 900}
+    )
     yield opened
     opened.close()
 
@@ -383,7 +344,13 @@ def test_the_filter_narrows_rows_and_columns(site: Path, desktop: Watched) -> No
 
 
 def test_the_matrix_works_without_javascript(site: Path, browser: Any) -> None:
-    watched = Watched(browser, java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    watched = Watched(
+        browser,
+        allowed=local_file,
+        console=WARNINGS,
+        java_script_enabled=False,
+        viewport={"width": 1280, "height": 900},
+    )
     try:
         page = watched.page
         page.goto((site / "index.html").as_uri())
@@ -397,7 +364,12 @@ def test_the_matrix_works_without_javascript(site: Path, browser: Any) -> None:
 
 def test_the_matrix_on_a_phone(site: Path, browser: Any, tmp_path: Path) -> None:
     watched = Watched(
-        browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        browser,
+        allowed=local_file,
+        console=WARNINGS,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
     )
     try:
         page = watched.page

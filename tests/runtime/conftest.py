@@ -7,10 +7,11 @@ import pytest
 
 from clarion.compile import build
 from clarion.runtime import Policy, Runtime, SQLiteStore, TableIndex
+from tests.browser import browser
 from tests.conftest import EXAMPLES
 from tests.sinks import http_sink, smtp_sink
 
-__all__ = ["http_sink", "smtp_sink"]
+__all__ = ["browser", "http_sink", "smtp_sink"]  # fixtures
 
 
 @pytest.fixture(scope="session")

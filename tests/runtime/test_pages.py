@@ -4,8 +4,6 @@ against a real `clarion serve --dry-run` process. Never downloads a browser."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser import CHROMIUM, Watched
 from tests.conftest import EXAMPLES
-from tests.runtime.serving import Sidecar, free_port
+from tests.runtime.serving import Sidecar
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"browser tests need Debian's Chromium at {CHROMIUM}", allow_module_level=True)
 sync_api = pytest.importorskip(
@@ -25,58 +23,11 @@ sync_api = pytest.importorskip(
 )
 expect = sync_api.expect
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
-# `clarion serve`, with the pages added if create_app does not add them itself (yet).
-BOOT = """
-import sys
-import clarion.runtime.api as api
-from clarion.runtime.pages import add_pages
 
-original = api.create_app
-
-def create_app(runtime, *args, **kwargs):
-    app = original(runtime, *args, **kwargs)
-    if not any(getattr(r, "path", None) == "/inbox/{recipient}" for r in app.routes):
-        add_pages(app, runtime)
-    return app
-
-api.create_app = create_app
-from clarion.cli import main
-sys.argv = ["clarion", *sys.argv[1:]]
-main()
-"""
-
-
-class PagesSidecar(Sidecar):
-    def start(self, timeout: float = 20.0) -> PagesSidecar:
-        self.port = free_port()
-        command = [
-            sys.executable, "-c", BOOT, "serve", str(self.source),
-            "--store", f"sqlite:///{self.store}", "--port", str(self.port),
-            "--log-format", "json", *self.args,
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, env=self.env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"clarion serve exited early:\n{self.log.read_text()}")
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"clarion serve did not become ready:\n{self.log.read_text()}")
+def on_loopback(url: str) -> bool:
+    return urlsplit(url).scheme == "data" or urlsplit(url).hostname in LOOPBACK
 
 
 def dispute(dispute_id: str, event_id: str) -> dict[str, Any]:
@@ -97,50 +48,13 @@ def dispute(dispute_id: str, event_id: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     folder = tmp_path_factory.mktemp("pages")
-    with PagesSidecar(EXAMPLES, folder / "store.db", "--dry-run", "--no-watch") as running:
+    with Sidecar(EXAMPLES, folder / "store.db", "--dry-run", "--no-watch") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=ARGS
-        )
-        yield launched
-        launched.close()
-
-
-class Watched:
-    """A page with its console errors, uncaught exceptions and every request it made."""
-
-    def __init__(self, browser: Any, **context: Any) -> None:
-        self.context = browser.new_context(**context)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: self.requests.append(r.url))
-
-    def check(self) -> None:
-        assert self.errors == []
-        outside = [
-            url
-            for url in self.requests
-            if urlsplit(url).scheme != "data" and urlsplit(url).hostname not in LOOPBACK
-        ]
-        assert outside == []
-        assert self.requests, "the page made no request at all"
-
-    def close(self) -> None:
-        self.page.close()  # pagehide: the page closes its stream
-        self.context.close()
 
 
 @pytest.fixture
 def watched(browser: Any) -> Iterator[Watched]:
-    opened = Watched(browser, viewport={"width": 1100, "height": 800})
+    opened = Watched(browser, allowed=on_loopback, viewport={"width": 1100, "height": 800})
     yield opened
     opened.close()
 
@@ -261,7 +175,9 @@ def test_index_links_inboxes_and_looks_up_events(
 
 def test_pages_fit_a_phone(sidecar: Sidecar, browser: Any, tmp_path: Path) -> None:
     assert sidecar.post("/v1/events", dispute("dp_PHONE", "evt_page_phone"))[0] == 202
-    phone = Watched(browser, viewport={"width": 375, "height": 740}, device_scale_factor=2)
+    phone = Watched(
+        browser, allowed=on_loopback, viewport={"width": 375, "height": 740}, device_scale_factor=2
+    )
     ready = {
         "/inbox/owner": "#items li",
         "/events/evt_page_phone": "#skipped li",
