@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clarion import __version__
 from clarion.check.addresses import mask
+from clarion.runtime.answers import error, iso
 from clarion.runtime.envelope import Rejection
 from clarion.runtime.pages import add_pages
 from clarion.runtime.people import add_people_routes
@@ -63,12 +64,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "The store cannot keep the event now; retry."),
     )
 }
-
-
-def error(status: int, code: str, message: str, details: list[Any] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details or []}}, status
-    )
 
 
 class _TooLarge(Exception):
@@ -231,12 +226,12 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
             {
                 "id": record.id,
                 "type": record.type,
-                "received_at": _iso(record.received_at),
+                "received_at": iso(record.received_at),
                 "table_digest": record.table_digest,
                 "event": envelope,
                 "deliveries": deliveries,
                 "flows": [
-                    {**run, "due_at": _iso(run["due_at"]), "created_at": _iso(run["created_at"])}
+                    {**run, "due_at": iso(run["due_at"]), "created_at": iso(run["created_at"])}
                     for run in record.runs
                 ],
             }
@@ -277,14 +272,6 @@ def _unavailable() -> JSONResponse:
     return response
 
 
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     to = row["address"]
     if to is not None and row["kind"] in ("email", "phone"):
@@ -302,10 +289,10 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "source": row["source"],
         "attempts": row["attempts"],
         "last_error": row["last_error"],
-        "due_at": _iso(row["due_at"]),
-        "created_at": _iso(row["created_at"]),
-        "sent_at": _iso(row["sent_at"]),
-        "attempt_log": [{**a, "at": _iso(a["at"])} for a in row.get("attempt_log", [])],
+        "due_at": iso(row["due_at"]),
+        "created_at": iso(row["created_at"]),
+        "sent_at": iso(row["sent_at"]),
+        "attempt_log": [{**a, "at": iso(a["at"])} for a in row.get("attempt_log", [])],
     }
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from clarion.runtime.answers import error
 from clarion.runtime.service import Runtime
 
 WEB = Path(str(files("clarion.runtime").joinpath("web")))
@@ -72,14 +73,12 @@ def add_pages(app: FastAPI, runtime: Runtime) -> None:
     async def asset(name: str) -> Response:
         media = ASSETS.get(name)
         if media is None:
-            return JSONResponse(
-                {"error": {"code": "not_found", "message": "no such asset", "details": []}}, 404
-            )
+            return error(404, "not_found", "no such asset")
         return FileResponse(WEB / name, media_type=media, headers=HEADERS)
 
     @app.get("/v1/inboxes", summary="The recipients with an in-app inbox, with unread counts")
     async def inboxes() -> JSONResponse:
-        names = sorted({t.recipient for t in runtime.table().table.targets if t.kind == "inbox"})
+        names = sorted(runtime.table().inbox_recipients)
         counts = await asyncio.to_thread(
             lambda: [runtime.store.unread_count(name) for name in names]
         )

@@ -14,25 +14,12 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from clarion.check.addresses import mask
+from clarion.runtime.answers import error, iso
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.base import ConsentChange, Tx
 
 PAGE = 50
 MAX_IDS = 1000
-
-
-def _error(status: int, code: str, message: str, details: list[Any] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details or []}}, status
-    )
-
-
-def _iso(moment: float | None) -> str | None:
-    from datetime import UTC, datetime
-
-    if moment is None:
-        return None
-    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:
@@ -43,8 +30,8 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
         "link": row["link"],
         "event_type": row["event_type"],
         "event_id": row["event_id"],
-        "created_at": _iso(row["created_at"]),
-        "read_at": _iso(row["read_at"]),
+        "created_at": iso(row["created_at"]),
+        "read_at": iso(row["read_at"]),
     }
 
 
@@ -52,12 +39,10 @@ def add_people_routes(
     app: FastAPI, runtime: Runtime, token: str | None, heartbeat: float = 15.0
 ) -> None:
     def has_inbox(recipient: str) -> bool:
-        return any(
-            t.recipient == recipient and t.kind == "inbox" for t in runtime.table().table.targets
-        )
+        return recipient in runtime.table().inbox_recipients
 
     def unknown(recipient: str) -> JSONResponse:
-        return _error(404, "not_found", f"no in-app inbox for recipient {recipient!r}")
+        return error(404, "not_found", f"no in-app inbox for recipient {recipient!r}")
 
     @app.get("/v1/inbox/{recipient}", summary="A recipient's in-app inbox, newest first")
     async def inbox(
@@ -92,7 +77,7 @@ def add_people_routes(
         try:
             body = json.loads(await request.body())
         except (ValueError, RecursionError):
-            return _error(400, "invalid_json", "the body is not JSON")
+            return error(400, "invalid_json", "the body is not JSON")
         ids: list[int] | None
         if isinstance(body, dict) and body.get("all") is True and set(body) == {"all"}:
             ids = None
@@ -105,7 +90,7 @@ def add_people_routes(
         ):
             ids = body["ids"]
         else:
-            return _error(
+            return error(
                 422,
                 "invalid_request",
                 'send {"ids": [1, 2]} (at most 1000) or {"all": true}',
@@ -131,7 +116,7 @@ def add_people_routes(
         try:
             last = int(given) if given is not None else None
         except ValueError:
-            return _error(422, "invalid_request", "Last-Event-ID must be an item id")
+            return error(422, "invalid_request", "Last-Event-ID must be an item id")
         if last is None:  # a new stream starts after what is there now
             newest = await asyncio.to_thread(
                 functools.partial(
@@ -150,12 +135,12 @@ def add_people_routes(
         if reveal:
             given = request.headers.get("authorization", "").encode()
             if token is None or not hmac.compare_digest(given, f"Bearer {token}".encode()):
-                return _error(
+                return error(
                     403, "forbidden", "addresses are shown only to requests with CLARION_TOKEN"
                 )
         found = await asyncio.to_thread(runtime.store.contact, contact_id)
         if found is None:
-            return _error(404, "not_found", f"no contact {contact_id!r}")
+            return error(404, "not_found", f"no contact {contact_id!r}")
         row, history = found
         show = (lambda v: v) if reveal else mask
         return JSONResponse(
@@ -171,13 +156,13 @@ def add_people_routes(
                     {
                         "channel": c.channel,
                         "granted": c.granted,
-                        "at": _iso(c.at),
+                        "at": iso(c.at),
                         "source": c.source,
                     }
                     for c in history
                 ],
-                "created_at": _iso(row.created_at),
-                "updated_at": _iso(row.updated_at),
+                "created_at": iso(row.created_at),
+                "updated_at": iso(row.updated_at),
             }
         )
 
@@ -186,9 +171,9 @@ def add_people_routes(
         try:
             body = json.loads(await request.body())
         except (ValueError, RecursionError):
-            return _error(400, "invalid_json", "the body is not JSON")
+            return error(400, "invalid_json", "the body is not JSON")
         if not isinstance(body, dict):
-            return _error(
+            return error(
                 422, "invalid_request", 'send {"consent": {"sms": false}, "source": "..."}'
             )
         if "consent" in body:
@@ -212,7 +197,7 @@ def add_people_routes(
                 elif not isinstance(granted, bool):
                     problems.append({"pointer": f"{prefix}/{channel}", "message": "true or false"})
         if problems:
-            return _error(422, "invalid_request", problems[0]["message"], problems)
+            return error(422, "invalid_request", problems[0]["message"], problems)
         assert isinstance(wanted, dict)
         now = runtime.clock()
         changes = [
@@ -224,7 +209,7 @@ def add_people_routes(
             )
         )
         if done is None:
-            return _error(404, "not_found", f"no contact {contact_id!r}")
+            return error(404, "not_found", f"no contact {contact_id!r}")
         return JSONResponse({"id": contact_id, "consent": dict(sorted(done.items()))})
 
 

@@ -19,6 +19,7 @@ from clarion.diagnostics import Diagnostic, Location, did_you_mean
 from clarion.load import Document
 from clarion.load.reader import read_file
 from clarion.runtime.dispatch import Policy
+from clarion.runtime.schedule import iso
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.sqlite import SQLiteStore
 from clarion.runtime.tableindex import TableIndex
@@ -308,7 +309,7 @@ def _records(store: SQLiteStore) -> list[dict[str, Any]]:
                 "channel": row["channel"],
                 "to": row["address"],
                 "template": row["template"],
-                "at": datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z"),
+                "at": iso(moment),
                 "status": row["status"],
                 "reason": row["reason"],
             }

@@ -70,3 +70,10 @@ def wait_until(value: Any, offset_seconds: int, at: str | None, zone: ZoneInfo) 
 
 def wait_for(start: datetime, seconds: int) -> datetime:
     return (start + timedelta(seconds=seconds)).astimezone(UTC)
+
+
+def iso(moment: float | None) -> str | None:
+    """A stored time (seconds since the epoch) as ISO 8601 in UTC, with a `Z`."""
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).isoformat().replace("+00:00", "Z")

@@ -73,6 +73,11 @@ class TableIndex:
         return found
 
     @cached_property
+    def inbox_recipients(self) -> frozenset[str]:
+        """Team recipients with an in-app inbox entry."""
+        return frozenset(t.recipient for t in self.table.targets if t.kind == "inbox")
+
+    @cached_property
     def flow_events(self) -> frozenset[str]:
         """Event types that start or cancel some flow."""
         return frozenset(
