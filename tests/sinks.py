@@ -45,7 +45,7 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Self
+from typing import Any, Generic, Literal, Self, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -247,7 +247,50 @@ def _parse_multipart(
     return fields, tuple(files)
 
 
-class HttpSink:
+R = TypeVar("R")
+
+
+class _Recorder(Generic[R]):
+    """What both sinks share: a list of what arrived, under a condition to wait on."""
+
+    default_key = "path"
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._received: list[R] = []
+
+    @property
+    def received(self) -> list[R]:
+        """A snapshot (a new list) of everything so far, in arrival order."""
+        with self._cond:
+            return list(self._received)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._received)
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self.received)
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[R]:
+        """Block until at least ``count`` arrived; return them all. Raises
+        :class:`SinkTimeout` (an ``AssertionError``) after ``timeout`` seconds, saying what came."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._received) >= count, timeout):
+                raise SinkTimeout(self._timeout_message(count, timeout))
+            return list(self._received)
+
+    def count_by(self, key: str | Callable[[R], Hashable] | None = None) -> Counter[Hashable]:
+        """Count by an attribute name or by a function of what arrived."""
+        name = key or self.default_key
+        get: Callable[[R], Hashable] = name if callable(name) else (lambda r: getattr(r, name))
+        return Counter(get(r) for r in self.received)
+
+    def _timeout_message(self, count: int, timeout: float) -> str:
+        raise NotImplementedError
+
+
+class HttpSink(_Recorder[Received]):
     """A threaded HTTP server on 127.0.0.1 that records what it receives.
 
     Every knob can be given to the constructor or assigned later (between
@@ -296,8 +339,7 @@ class HttpSink:
         self.hang_rate = hang_rate
         self.hang_seconds = hang_seconds
         self._rng = random.Random(seed)
-        self._cond = threading.Condition()
-        self._received: list[Received] = []
+        super().__init__()
         self._seen: Counter[Hashable] = Counter()
         self._stopping = threading.Event()
         self._server: _QuietServer | None = None
@@ -365,40 +407,13 @@ class HttpSink:
 
     # -- what arrived ------------------------------------------------------
 
-    @property
-    def received(self) -> list[Received]:
-        """A snapshot (a new list) of every request so far, in arrival order."""
-        with self._cond:
-            return list(self._received)
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._received)
-
-    def __iter__(self) -> Iterator[Received]:
-        return iter(self.received)
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
-        """Block until at least ``count`` requests arrived; return them all.
-
-        Raises :class:`SinkTimeout` (an ``AssertionError``) after ``timeout``
-        seconds, saying how many arrived and on which paths.
-        """
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self._received) >= count, timeout):
-                paths = Counter(r.path for r in self._received)
-                raise SinkTimeout(
-                    f"HttpSink at {self.url}: expected {count} request(s) within "
-                    f"{timeout:g}s, got {len(self._received)}"
-                    + (f" (by path: {dict(paths)})" if paths else "")
-                )
-            return list(self._received)
-
-    def count_by(self, key: str | Callable[[Received], Hashable] = "path") -> Counter[Hashable]:
-        """Count requests by an attribute name (``"path"``, ``"outcome"``,
-        ``"status"``, ``"title"`` ...) or by a function of a :class:`Received`."""
-        get: Callable[[Received], Hashable] = key if callable(key) else (lambda r: getattr(r, key))
-        return Counter(get(r) for r in self.received)
+    def _timeout_message(self, count: int, timeout: float) -> str:
+        paths = Counter(r.path for r in self._received)
+        return (
+            f"HttpSink at {self.url}: expected {count} request(s) within "
+            f"{timeout:g}s, got {len(self._received)}"
+            + (f" (by path: {dict(paths)})" if paths else "")
+        )
 
     def clear(self) -> None:
         """Forget what arrived, and the ``fail_first`` counts."""
@@ -533,7 +548,7 @@ def _controller_class() -> type[Any]:
     return _PortZeroController
 
 
-class SmtpSink:
+class SmtpSink(_Recorder[ReceivedMail]):
     """An ``aiosmtpd`` SMTP server on 127.0.0.1 (no TLS, no auth).
 
     ``fail_first``: the first N messages are refused with ``451`` (a
@@ -542,11 +557,12 @@ class SmtpSink:
     assigned at run time.
     """
 
+    default_key = "subject"
+
     def __init__(self, *, fail_first: int = 0, delay: float = 0.0) -> None:
         self.fail_first = fail_first
         self.delay = delay
-        self._cond = threading.Condition()
-        self._received: list[ReceivedMail] = []
+        super().__init__()
         self._controller: Any = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -601,40 +617,13 @@ class SmtpSink:
 
     # -- what arrived ------------------------------------------------------
 
-    @property
-    def received(self) -> list[ReceivedMail]:
-        with self._cond:
-            return list(self._received)
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._received)
-
-    def __iter__(self) -> Iterator[ReceivedMail]:
-        return iter(self.received)
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
-        """Block until at least ``count`` messages arrived; return them all.
-
-        Refused messages (``fail_first``) count too: check ``accepted``.
-        Raises :class:`SinkTimeout` (an ``AssertionError``) on timeout.
-        """
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self._received) >= count, timeout):
-                raise SinkTimeout(
-                    f"SmtpSink at {LOOPBACK}:{self.port}: expected {count} message(s) "
-                    f"within {timeout:g}s, got {len(self._received)}"
-                    + (f" (to: {[m.rcpt_tos for m in self._received]})" if self._received else "")
-                )
-            return list(self._received)
-
-    def count_by(
-        self, key: str | Callable[[ReceivedMail], Hashable] = "subject"
-    ) -> Counter[Hashable]:
-        get: Callable[[ReceivedMail], Hashable] = (
-            key if callable(key) else (lambda m: getattr(m, key))
+    def _timeout_message(self, count: int, timeout: float) -> str:
+        # Refused messages (``fail_first``) count too: check ``accepted``.
+        return (
+            f"SmtpSink at {LOOPBACK}:{self.port}: expected {count} message(s) "
+            f"within {timeout:g}s, got {len(self._received)}"
+            + (f" (to: {[m.rcpt_tos for m in self._received]})" if self._received else "")
         )
-        return Counter(get(m) for m in self.received)
 
     def clear(self) -> None:
         with self._cond:
