@@ -11,7 +11,6 @@ The runtime is never imported."""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -21,8 +20,7 @@ import click
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from clarion.cli import reporters
-from clarion.cli.options import EnvironmentProblem, build_or_exit, settle_heap, source_line_of
+from clarion.cli.options import EnvironmentProblem, table_or_exit
 from clarion.compile import RoutingTable, digest
 from clarion.compile.table import Flow, Route, Selector, Step, Target
 
@@ -73,33 +71,10 @@ def docs_command(source: Path, output: Path) -> None:
 
 
 def _load(source: Path) -> tuple[RoutingTable, str]:
-    if not source.exists():
-        raise EnvironmentProblem(f"{source}: no such file or directory")
-    if source.is_file():
-        try:
-            raw = source.read_bytes()
-        except OSError as exc:
-            raise EnvironmentProblem(f"{source}: {exc.strerror or exc}") from None
-        try:
-            table = RoutingTable.model_validate_json(raw)
-        except ValueError as exc:
-            first = str(exc).splitlines()[0]
-            click.echo(
-                f"{source}: not a config directory or a Clarion routing table ({first})", err=True
-            )
-            raise SystemExit(1) from None
-        return table, digest(raw)
-    result = build_or_exit(source)
-    settle_heap()
-    if result.diagnostics:
-        color = sys.stderr.isatty()
-        click.echo(reporters.text(result.diagnostics, source_line_of(result), color), err=True)
-    if result.table is None or result.data is None:
-        click.echo(f"{source}: {reporters.summary(result.diagnostics)}; nothing written", err=True)
-        raise SystemExit(1)
+    _, raw = table_or_exit(source, nothing="; nothing written")
     # Read back from the canonical bytes, as from a table file: the same site either way (the
     # canonical form sorts mappings, which the pages order by schema instead).
-    return RoutingTable.model_validate_json(result.data), digest(result.data)
+    return RoutingTable.model_validate_json(raw), digest(raw)
 
 
 def _environment() -> Environment:

@@ -13,14 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from clarion.cli import reporters
-from clarion.cli.options import (
-    EnvironmentProblem,
-    build_or_exit,
-    config_dir,
-    settle_heap,
-    source_line_of,
-)
+from clarion.cli.options import EnvironmentProblem, config_dir, table_or_exit
 
 if TYPE_CHECKING:  # the runtime is imported when the command runs, never by `validate`
     from clarion.runtime.planner import Delivery
@@ -165,29 +158,10 @@ def _flows(table: TableIndex, raw: Any, moment: datetime) -> list[Delivery]:
 
 
 def _table(source: Path) -> TableIndex:
-    from clarion.runtime.tableindex import TableError, TableIndex
+    from clarion.runtime.tableindex import TableIndex
 
-    if not source.exists():
-        raise EnvironmentProblem(f"{source}: no such file or directory")
-    if source.is_file():
-        try:
-            source.open("rb").close()
-        except OSError as exc:
-            raise EnvironmentProblem(f"{source}: {exc.strerror or exc}") from None
-        try:
-            return TableIndex.from_file(source)
-        except TableError as exc:
-            click.echo(f"clarion explain: {exc}", err=True)
-            raise SystemExit(1) from None
-    result = build_or_exit(source)
-    settle_heap()
-    if result.diagnostics:
-        color = sys.stderr.isatty()
-        click.echo(reporters.text(result.diagnostics, source_line_of(result), color), err=True)
-    if result.table is None or result.data is None:
-        click.echo(f"{source}: {reporters.summary(result.diagnostics)}", err=True)
-        raise SystemExit(1)
-    return TableIndex.from_table(result.table, result.data)
+    table, raw = table_or_exit(source)
+    return TableIndex.from_table(table, raw)
 
 
 def _read_event(name: str) -> Any:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from clarion.check.secrets import line_may_hold_secret
-from clarion.compile import Build, build
+from clarion.cli import reporters
+from clarion.compile import Build, RoutingTable, build
 from clarion.diagnostics import Diagnostic
 from clarion.load import LoadError
 
@@ -34,6 +36,36 @@ def build_or_exit(directory: Path, *, locations: bool = True, pause_gc: bool = T
         return build(directory, locations=locations, pause_gc=pause_gc)
     except LoadError as exc:
         raise EnvironmentProblem(str(exc)) from None
+
+
+def table_or_exit(source: Path, *, nothing: str = "") -> tuple[RoutingTable, bytes]:
+    """The routing table of a config directory (built; its findings printed) or of a compiled
+    table file, with its canonical bytes. A broken config or a file that is not a table exits 1
+    (`nothing` is added to the summary line, e.g. "; nothing written"); no such path exits 2."""
+    if not source.exists():
+        raise EnvironmentProblem(f"{source}: no such file or directory")
+    if source.is_file():
+        try:
+            raw = source.read_bytes()
+        except OSError as exc:
+            raise EnvironmentProblem(f"{source}: {exc.strerror or exc}") from None
+        try:
+            return RoutingTable.model_validate_json(raw), raw
+        except ValueError as exc:
+            first = str(exc).splitlines()[0]
+            click.echo(
+                f"{source}: not a config directory or a Clarion routing table ({first})", err=True
+            )
+            raise SystemExit(1) from None
+    result = build_or_exit(source)
+    settle_heap()
+    if result.diagnostics:
+        color = sys.stderr.isatty()
+        click.echo(reporters.text(result.diagnostics, source_line_of(result), color), err=True)
+    if result.table is None or result.data is None:
+        click.echo(f"{source}: {reporters.summary(result.diagnostics)}{nothing}", err=True)
+        raise SystemExit(1)
+    return result.table, result.data
 
 
 def settle_heap() -> None:

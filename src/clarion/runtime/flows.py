@@ -27,9 +27,9 @@ from clarion.runtime.planner import (
     Status,
     as_row,
     condition,
-    customer_addresses,
     evaluate,
     template_context,
+    to_contact,
 )
 from clarion.runtime.schedule import ScheduleError, wait_for, wait_until
 from clarion.runtime.store.base import ContactRow, NewDelivery, RunRow, Tx
@@ -229,33 +229,7 @@ def plan_send(
     t = table.table
     out: list[Delivery] = []
     if send.to == "contact":
-        who = f"contact:{contact.id}" if contact else "contact"
-        locale = (contact.locale if contact else None) or t.defaults.locale
-        tz = (contact.timezone if contact else None) or t.defaults.timezone
-        for channel in send.channels:
-            kind = t.channels[channel].address
-            common: dict[str, Any] = {
-                "recipient": who,
-                "channel": channel,
-                "kind": kind,
-                "template": send.template,
-                "locale": locale,
-                "timezone": tz,
-                "source": "flow",
-            }
-            if contact is None:
-                out.append(Delivery(to=None, status="skipped", reason="no_address", **common))
-                continue
-            addresses, problem = customer_addresses(contact, kind)
-            if problem is not None:
-                out.append(Delivery(to=None, status="skipped", reason=problem, **common))
-                continue
-            consented = contact.consent.get(channel, False)
-            fate: Status = "planned" if consented else "skipped"
-            why = None if consented else "no_consent"
-            for to, url in addresses:
-                out.append(Delivery(to=to, url=url, status=fate, reason=why, **common))
-        return out
+        return to_contact(table, contact, send.channels, send.template, "flow")
     for name in send.to:
         recipient = t.recipients.get(name)
         for target in table.targets_by_recipient.get(name, []):

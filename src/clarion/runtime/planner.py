@@ -208,43 +208,73 @@ def _team_address(target: Target) -> str | None:
 
 
 def _customer(table: TableIndex, event_type: str, contact: ContactState | None) -> list[Delivery]:
-    t = table.table
-    message = t.customer_messages.get(event_type)
+    message = table.table.customer_messages.get(event_type)
     if message is None:
         return []
-    who = f"contact:{contact.id}" if contact else "contact"
-    locale = (contact.locale if contact else None) or t.defaults.locale
-    timezone = (contact.timezone if contact else None) or t.defaults.timezone
+    if not message.enabled:
+        common = _to_whom(table, contact, message.template, "customer")
+        return [
+            Delivery(
+                channel=channel,
+                kind=table.table.channels[channel].address,
+                to=None,
+                status="skipped",
+                reason="message_disabled",
+                **common,
+            )
+            for channel in message.channels
+        ]
+    return to_contact(table, contact, message.channels, message.template, "customer")
+
+
+def _to_whom(
+    table: TableIndex, contact: ContactState | None, template: str, source: str
+) -> dict[str, Any]:
+    defaults = table.table.defaults
+    return {
+        "recipient": f"contact:{contact.id}" if contact else "contact",
+        "template": template,
+        "locale": (contact.locale if contact else None) or defaults.locale,
+        "timezone": (contact.timezone if contact else None) or defaults.timezone,
+        "source": source,
+    }
+
+
+def to_contact(
+    table: TableIndex,
+    contact: ContactState | None,
+    channels: list[str],
+    template: str,
+    source: str,
+) -> list[Delivery]:
+    """A message to the customer: each of their addresses on each channel, planned when they
+    consent, or skipped with why (no contact, no or an invalid address, no consent)."""
+    common = _to_whom(table, contact, template, source)
     out: list[Delivery] = []
-    for channel in message.channels:
-        kind = t.channels[channel].address
-        common: dict[str, Any] = {
-            "recipient": who,
-            "channel": channel,
-            "kind": kind,
-            "template": message.template,
-            "locale": locale,
-            "timezone": timezone,
-            "source": "customer",
-        }
-        if not message.enabled:
-            out.append(Delivery(to=None, status="skipped", reason="message_disabled", **common))
-            continue
+    for channel in channels:
+        kind = table.table.channels[channel].address
         if contact is None:
-            out.append(Delivery(to=None, status="skipped", reason="no_address", **common))
-            continue
-        addresses, problem = customer_addresses(contact, kind)
+            problem: str | None = "no_address"
+            addresses: list[tuple[str, str | None]] = []
+        else:
+            addresses, problem = customer_addresses(contact, kind)
         if problem is not None:
-            out.append(Delivery(to=None, status="skipped", reason=problem, **common))
-            continue
-        consented = contact.consent.get(channel, False)
-        for to, url in addresses:
-            if consented:
-                out.append(Delivery(to=to, url=url, status="planned", **common))
-            else:
-                out.append(
-                    Delivery(to=to, url=url, status="skipped", reason="no_consent", **common)
+            out.append(
+                Delivery(
+                    channel=channel, kind=kind, to=None, status="skipped", reason=problem, **common
                 )
+            )
+            continue
+        assert contact is not None
+        consented = contact.consent.get(channel, False)
+        status: Status = "planned" if consented else "skipped"
+        reason = None if consented else "no_consent"
+        out.extend(
+            Delivery(
+                channel=channel, kind=kind, to=to, url=url, status=status, reason=reason, **common
+            )
+            for to, url in addresses
+        )
     return out
 
 
