@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import postgres_url, store_url
+
+__all__ = ["postgres_url", "store_url"]  # fixtures, for every test
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "config"
 

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 
 from clarion.compile import build
-from clarion.runtime import Policy, Runtime, SQLiteStore, TableIndex
+from clarion.runtime import Policy, Runtime, TableIndex
+from clarion.runtime.store import open_store
 from tests.browser import browser
 from tests.conftest import EXAMPLES
 from tests.sinks import http_sink, smtp_sink
@@ -22,9 +23,9 @@ def examples_table() -> TableIndex:
 
 
 @pytest.fixture
-def runtime(examples_table: TableIndex) -> Iterator[Runtime]:
-    """The examples' table on an in-memory store, recording instead of sending."""
-    rt = Runtime(examples_table, SQLiteStore(None), Policy(dry_run=True, workers=4))
+def runtime(examples_table: TableIndex, store_url: str) -> Iterator[Runtime]:
+    """The examples' table on each store in turn, recording instead of sending."""
+    rt = Runtime(examples_table, open_store(store_url), Policy(dry_run=True, workers=4))
     yield rt
     rt.stop(timeout=5)
 

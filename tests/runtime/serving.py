@@ -22,14 +22,18 @@ def free_port() -> int:
 
 
 class Sidecar:
-    def __init__(self, source: Path, store: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(
+        self, source: Path, store: Path | str, *args: str, env: dict[str, str] | None = None
+    ):
+        """`store`: a SQLite file, or a store URL (its log then goes beside the config)."""
         self.source = source
-        self.store = store
+        self.store_url = store if isinstance(store, str) else f"sqlite:///{store}"
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = store.parent / f"serve-{self.port}.log"
+        logs = store.parent if isinstance(store, Path) else source.parent
+        self.log = logs / f"serve-{self.port}.log"
 
     @property
     def url(self) -> str:
@@ -39,7 +43,7 @@ class Sidecar:
         self.port = free_port()
         command = [
             sys.executable, "-m", "clarion", "serve", str(self.source),
-            "--store", f"sqlite:///{self.store}", "--port", str(self.port),
+            "--store", self.store_url, "--port", str(self.port),
             "--log-format", "json", *self.args,
         ]  # fmt: skip
         with self.log.open("ab") as log:

@@ -9,6 +9,7 @@ so phone channels (SMS, WhatsApp: a duplicate costs money and trust) are not ret
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -300,7 +301,9 @@ class Dispatcher:
 
     def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
-            outcome = self._attempt(delivery)
+            outcome = dataclasses.replace(
+                self._attempt(delivery), claimed_attempts=delivery.attempts
+            )
             job = functools.partial(_complete, outcome=outcome, now=self.clock())
             self.store.write(job, durable=False)
             if self.on_outcome is not None:
@@ -411,7 +414,16 @@ def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:
 
 
 def _advance(tx: Tx, table: TableIndex, run: RunRow, now: float) -> None:
-    flows.advance(tx, table, run, now, accept_raw)
+    # Read again (and, on PostgreSQL, locked): a run another worker advanced since the claim,
+    # after its lease ran out, has moved on and must not take the same step twice.
+    current = tx.run(run.id)
+    if current is None or (current.status, current.step, current.due_at) != (
+        run.status,
+        run.step,
+        run.due_at,
+    ):
+        return
+    flows.advance(tx, table, current, now, accept_raw)
 
 
 @functools.lru_cache(maxsize=256)

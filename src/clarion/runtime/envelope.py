@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 MAX_ID = 200
+
+
+def _no_nul(value: str) -> str:
+    # Ids and contact fields are stored as text, and PostgreSQL's text cannot hold U+0000: it is
+    # refused here, on every store alike, rather than failing at the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class _Model(BaseModel):
@@ -16,19 +27,19 @@ class _Model(BaseModel):
 
 
 class Device(_Model):
-    device: str = Field(min_length=1, max_length=MAX_ID, description="Device name.")
-    url: str = Field(min_length=1, max_length=2000, description="The device's Apprise URL.")
+    device: Text = Field(min_length=1, max_length=MAX_ID, description="Device name.")
+    url: Text = Field(min_length=1, max_length=2000, description="The device's Apprise URL.")
 
 
 class ContactIn(_Model):
     """The customer an event is about."""
 
-    id: str = Field(min_length=1, max_length=MAX_ID)
-    email: str | None = Field(None, max_length=320)
-    phone: str | None = Field(None, max_length=40)
-    name: str | None = Field(None, max_length=200)
-    locale: str | None = Field(None, max_length=35)
-    timezone: str | None = Field(None, max_length=64)
+    id: Text = Field(min_length=1, max_length=MAX_ID)
+    email: Text | None = Field(None, max_length=320)
+    phone: Text | None = Field(None, max_length=40)
+    name: Text | None = Field(None, max_length=200)
+    locale: Text | None = Field(None, max_length=35)
+    timezone: Text | None = Field(None, max_length=64)
     consent: dict[str, bool] | None = Field(None, description="Consent changes, by channel.")
     devices: list[Device] | None = Field(None, max_length=20, description="Push devices.")
 
@@ -36,8 +47,8 @@ class ContactIn(_Model):
 class EventIn(_Model):
     """One event: `id` is the idempotency key."""
 
-    type: str = Field(min_length=1, max_length=MAX_ID)
-    id: str = Field(min_length=1, max_length=MAX_ID)
+    type: Text = Field(min_length=1, max_length=MAX_ID)
+    id: Text = Field(min_length=1, max_length=MAX_ID)
     occurred_at: datetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     contact: ContactIn | None = None

@@ -51,7 +51,7 @@ def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
-    for name in ("uvicorn", "uvicorn.error"):
+    for name in ("uvicorn", "uvicorn.error", "psycopg"):  # psycopg: its pool's reconnections
         logging.getLogger(name).handlers[:] = [handler]
         logging.getLogger(name).propagate = False
     logging.getLogger("uvicorn.access").handlers[:] = []

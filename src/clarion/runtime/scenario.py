@@ -216,7 +216,8 @@ class SimulatedClock:
         return self.moment
 
 
-def run_scenario(table: TableIndex, scenario: Scenario) -> Result:
+def run_scenario(table: TableIndex, scenario: Scenario, store: SQLiteStore | None = None) -> Result:
+    """`store`: a fresh one to tell the story to (default: a throwaway SQLite file)."""
     import time as _time
 
     began = _time.perf_counter()
@@ -224,7 +225,7 @@ def run_scenario(table: TableIndex, scenario: Scenario) -> Result:
     start = parse_instant(spec.start)
     assert start is not None
     clock = SimulatedClock(start)
-    store = SQLiteStore(None)
+    store = store if store is not None else SQLiteStore(None)
     runtime = Runtime(table, store, Policy(dry_run=True, workers=1), clock=clock)
     failures: list[Failure] = []
     seen_sent: set[int] = set()

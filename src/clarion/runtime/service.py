@@ -58,6 +58,9 @@ class Runtime:
         )
         self._reload_lock = threading.Lock()
         self.inbox = InboxHub()
+        # Other sidecars' writes (a shared store): new work, and inbox items for open streams.
+        store.subscribe("work", lambda _: self.dispatcher.wake())
+        store.subscribe("inbox", self.inbox.publish)
         self.started = False
 
     def table(self) -> TableIndex:

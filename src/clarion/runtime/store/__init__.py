@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clarion.runtime.store.base import Store
+from clarion.runtime.store.base import Store, redact_url
 from clarion.runtime.store.sqlite import SQLiteStore, StoreError
 
 __all__ = ["SQLiteStore", "Store", "StoreError", "open_store"]
 
 
 def open_store(url: str) -> Store:
-    """`sqlite:///path/to/file.db`, `sqlite://:memory:`; PostgreSQL comes with scale-out."""
+    """`sqlite:///path/to/file.db`, `sqlite://:memory:` (a throwaway file), or
+    `postgresql://user@host:port/database` for several sidecars sharing one store."""
     if url in ("sqlite://:memory:", "sqlite://", ":memory:"):
         return SQLiteStore(None)
     if url.startswith("sqlite:///"):
@@ -22,5 +23,10 @@ def open_store(url: str) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("the PostgreSQL store is not available in this version; use sqlite:///")
-    raise StoreError(f"unknown store URL {url!r}; use sqlite:///path/to/clarion.db")
+        from clarion.runtime.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(
+        f"unknown store URL {redact_url(url)!r}; use sqlite:///path/to/clarion.db or "
+        "postgresql://user@host/database"
+    )

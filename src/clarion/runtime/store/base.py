@@ -1,4 +1,4 @@
-"""What the runtime needs from a store, whatever keeps the rows (SQLite now, PostgreSQL next).
+"""What the runtime needs from a store, whatever keeps the rows (SQLite, PostgreSQL).
 
 Writes happen in transactions handed to `Store.submit`: the store runs each job inside its own
 savepoint, several jobs to one commit (group commit), and resolves the job's future only once
@@ -7,6 +7,7 @@ the commit is durable. That is how an event is on disk before its `202`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -14,6 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+def redact_url(url: str) -> str:
+    """A store URL without its password (`?password=` too): it is logged and shown in errors."""
+    url = re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,9 @@ class Outcome:
     elapsed: float
     next_due_at: float | None = None
     inbox: dict[str, Any] | None = None  # title, body, link for an in-app delivery
+    # The attempts count the delivery had when claimed: an outcome that arrives after its lease
+    # ran out and the delivery was released (and perhaps claimed again) is not recorded twice.
+    claimed_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -213,5 +223,10 @@ class Store(Protocol):
     def unread_count(self, recipient: str) -> int: ...
 
     def ping(self) -> None: ...
+
+    def subscribe(self, topic: str, callback: Callable[[str], None]) -> None:
+        """Be told of other processes' writes: `work` (something may be due) and `inbox` (an
+        item for the recipient in the payload). A store one process owns never calls back."""
+        ...
 
     def close(self) -> None: ...

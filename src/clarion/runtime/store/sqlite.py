@@ -164,6 +164,26 @@ _DELIVERY_COLUMNS = (
 )
 
 
+def next_group(jobs: queue.SimpleQueue[_Job | None]) -> list[_Job] | None:
+    """The jobs waiting now (at least one, waited for), to share a commit; None: stop (the
+    stop mark stays queued, for any other writer)."""
+    first = jobs.get()
+    if first is None:
+        jobs.put(None)
+        return None
+    group = [first]
+    while len(group) < MAX_GROUP:
+        try:
+            item = jobs.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            jobs.put(None)
+            break
+        group.append(item)
+    return group
+
+
 class StoreError(Exception):
     """The store cannot be opened or written (disk full, locked, corrupt): an environment
     problem, reported in one line."""
@@ -256,20 +276,7 @@ class SQLiteStore:
 
     def _run(self) -> None:
         tx = _SQLiteTx(self._conn)
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._jobs.put(None)
-                    break
-                group.append(item)
+        while (group := next_group(self._jobs)) is not None:
             self._commit_group(tx, group)
 
     def _commit_group(self, tx: _SQLiteTx, group: list[_Job]) -> None:
@@ -477,6 +484,9 @@ class SQLiteStore:
             "oldest_pending_age_seconds": max(0.0, now - oldest) if oldest is not None else 0.0,
         }
 
+    def subscribe(self, topic: str, callback: Callable[[str], None]) -> None:
+        """Nothing to hear: this process makes every write, and wakes itself."""
+
     def close(self) -> None:
         if self._closed:
             return
@@ -520,9 +530,16 @@ def _read_contact(conn: sqlite3.Connection, contact_id: str) -> ContactRow | Non
 
 
 class _SQLiteTx:
-    """The writer thread's operations; every call runs inside the current transaction."""
+    """The writer thread's operations; every call runs inside the current transaction.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    The statements are plain SQL that PostgreSQL runs too (its store subclasses this); the
+    class attributes are where the two dialects differ."""
+
+    SKIP_LOCKED = ""  # a claim by one process cannot race another: SQLite has one writer
+    FOR_UPDATE = ""
+    SAME = "IS"  # NULL-safe equality (IS NOT DISTINCT FROM needs SQLite 3.39)
+
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     @contextlib.contextmanager
@@ -672,7 +689,8 @@ class _SQLiteTx:
         rows = self.conn.execute(
             "UPDATE deliveries SET status = 'sending', lease_until = ?, updated_at = ? "
             "WHERE id IN (SELECT id FROM deliveries WHERE status IN ('pending', 'failed') "
-            "AND due_at <= ? ORDER BY due_at, id LIMIT ?) "
+            "AND due_at <= ? ORDER BY due_at, id LIMIT ?"
+            f"{self.SKIP_LOCKED}) "
             "RETURNING id, event_id, event_type, recipient, channel, kind, address, url, "
             "template, locale, timezone, attempts",
             (now + lease_seconds, now, now, limit),
@@ -712,8 +730,8 @@ class _SQLiteTx:
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
                 "due_at = COALESCE(?, due_at), last_error = ?, updated_at = ?, "
                 "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                "WHERE id = ? AND status = 'sending' RETURNING attempts, recipient, event_id, "
-                "event_type",
+                "WHERE id = ? AND status = 'sending' AND attempts = COALESCE(?, attempts) "
+                "RETURNING attempts, recipient, event_id, event_type",
                 (
                     o.status,
                     o.next_due_at,
@@ -722,6 +740,7 @@ class _SQLiteTx:
                     o.status,
                     now,
                     o.delivery_id,
+                    o.claimed_attempts,
                 ),
             ).fetchone()
             if number is None:
@@ -740,8 +759,9 @@ class _SQLiteTx:
             )
             if o.inbox is not None and o.status == "sent":
                 self.conn.execute(
-                    "INSERT OR IGNORE INTO inbox (recipient, delivery_id, event_id, event_type, "
-                    "title, body, link, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO inbox (recipient, delivery_id, event_id, event_type, title, "
+                    "body, link, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     (
                         number[1],
                         o.delivery_id,
@@ -811,16 +831,16 @@ class _SQLiteTx:
     def insert_run(
         self, flow: str, key: str | None, event_id: str, contact_id: str | None, now: float
     ) -> int:
-        cursor = self.conn.execute(
+        row = self.conn.execute(
             "INSERT INTO flow_runs (flow, key, event_id, contact_id, status, step, due_at, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?)",
+            "created_at, updated_at) VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?) RETURNING id",
             (flow, key, event_id, contact_id, now, now, now),
-        )
-        return int(cursor.lastrowid or 0)
+        ).fetchone()
+        return int(row[0])
 
     def active_runs(self, flow: str, key: str | None) -> list[RunRow]:
         rows = self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE flow = ? AND key IS ? "
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE flow = ? AND key {self.SAME} ? "
             "AND status = 'active' ORDER BY id",
             (flow, key),
         ).fetchall()
@@ -828,7 +848,7 @@ class _SQLiteTx:
 
     def run(self, run_id: int) -> RunRow | None:
         row = self.conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
+            f"SELECT {_RUN_COLUMNS} FROM flow_runs WHERE id = ?{self.FOR_UPDATE}", (run_id,)
         ).fetchone()
         return RunRow(*row) if row else None
 
@@ -851,7 +871,7 @@ class _SQLiteTx:
         rows = self.conn.execute(
             "UPDATE flow_runs SET lease_until = ? WHERE id IN (SELECT id FROM flow_runs "
             "WHERE status = 'active' AND due_at <= ? AND (lease_until IS NULL OR lease_until <= ?) "
-            "ORDER BY due_at, id LIMIT ?) "
+            f"ORDER BY due_at, id LIMIT ?{self.SKIP_LOCKED}) "
             f"RETURNING {_RUN_COLUMNS}",
             (now + lease_seconds, now, now, limit),
         ).fetchall()

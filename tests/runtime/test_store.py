@@ -1,0 +1,214 @@
+"""The store's contract, held against every backend (the `store_url` fixture runs each test on
+SQLite and on PostgreSQL): what the runtime relies on, operation by operation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clarion.runtime.store import StoreError, open_store
+from clarion.runtime.store.base import ConsentChange, ContactRow, NewDelivery, Outcome, Store, Tx
+from clarion.runtime.store.sqlite import MIGRATIONS
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def delivery(recipient: str = "ops", *, due: float = NOW, kind: str = "email") -> NewDelivery:
+    return NewDelivery(
+        recipient=recipient,
+        channel="email",
+        kind=kind,
+        to="ops@example.com",
+        template=None,
+        status="pending",
+        reason=None,
+        target="ops.email",
+        url="mailto://x",
+        locale="en",
+        timezone="UTC",
+        source="route:test",
+        due_at=due,
+    )
+
+
+def add_event(store: Store, event_id: str, *rows: NewDelivery) -> None:
+    def job(tx: Tx) -> None:
+        tx.insert_event(event_id, "t", "h", "{}", None, "d", NOW, {"id": event_id})
+        tx.insert_deliveries(event_id, "t", rows, NOW)
+
+    store.write(job)
+
+
+def sent(delivery_id: int, claimed: int | None = None, **inbox: Any) -> Outcome:
+    return Outcome(
+        delivery_id, "sent", "sent", None, 0.01, inbox=inbox or None, claimed_attempts=claimed
+    )
+
+
+def test_opening_again_migrates_nothing_and_keeps_the_rows(store_url: str) -> None:
+    first = open_store(store_url)
+    add_event(first, "e1", delivery())
+    first.close()
+    again = open_store(store_url)
+    try:
+        record = again.event("e1")
+        assert record is not None and len(record.deliveries) == 1
+        assert again.event("nope") is None
+    finally:
+        again.close()
+
+
+def test_a_schema_newer_than_this_clarion_is_refused(store_url: str) -> None:
+    opened = open_store(store_url)
+    opened.write(lambda tx: tx.conn.execute("UPDATE schema_version SET version = 999"))  # type: ignore[attr-defined]
+    opened.close()
+    with pytest.raises(StoreError, match=f"newer than this Clarion knows \\({len(MIGRATIONS)}\\)"):
+        open_store(store_url)
+
+
+def test_a_failing_job_leaves_nothing_and_its_group_commits(store: Store) -> None:
+    def bad(tx: Tx) -> None:
+        tx.insert_event("bad", "t", "h", "{}", None, "d", NOW, {})
+        raise ValueError("refused")
+
+    futures = [store.submit(bad), store.submit(lambda tx: add_in(tx, "good"))]
+    with pytest.raises(ValueError, match="refused"):
+        futures[0].result()
+    futures[1].result()
+    assert store.event("bad") is None
+    assert store.event("good") is not None
+
+
+def add_in(tx: Tx, event_id: str) -> None:
+    tx.insert_event(event_id, "t", "h", "{}", None, "d", NOW, {"id": event_id})
+
+
+def test_the_same_event_id_twice_in_one_store_is_refused_by_the_store(store: Store) -> None:
+    add_event(store, "e1")
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate key"):  # the backend's own
+        add_event(store, "e1")
+    answer = store.write(lambda tx: tx.event_answer("e1"))
+    assert answer == ("h", {"id": "e1"})
+
+
+def test_claims_take_what_is_due_once_and_lease_it(store: Store) -> None:
+    add_event(store, "e1", delivery("a"), delivery("b"), delivery("later", due=NOW + 60))
+    first = store.write(lambda tx: tx.claim_due(NOW, 10, 30.0))
+    assert sorted(c.recipient for c in first) == ["a", "b"]
+    assert store.write(lambda tx: tx.claim_due(NOW, 10, 30.0)) == []
+    assert store.next_due_at() == NOW + 30.0  # the lease runs out before the later one is due
+    assert store.stats(NOW)["queue_depth"] == 2
+
+
+def test_an_expired_lease_is_released_as_a_timeout_and_phones_wait(store: Store) -> None:
+    add_event(store, "e1", delivery("mail"), delivery("phone", kind="phone"))
+    store.write(lambda tx: tx.claim_due(NOW, 10, 30.0))
+    assert store.write(lambda tx: tx.release_expired(NOW + 10, NOW + 900)) == []
+    released = store.write(lambda tx: tx.release_expired(NOW + 31, NOW + 900))
+    assert sorted(kind for _, kind in released) == ["email", "phone"]
+    again = store.write(lambda tx: tx.claim_due(NOW + 31, 10, 30.0))
+    assert [c.recipient for c in again] == ["mail"]
+    assert again[0].attempts == 1
+    record = store.event("e1")
+    assert record is not None
+    logs = {d["recipient"]: d["attempt_log"] for d in record.deliveries}
+    assert [a["result"] for a in logs["phone"]] == ["timeout"]
+
+
+def test_a_late_outcome_after_the_lease_was_released_is_not_recorded(store: Store) -> None:
+    add_event(store, "e1", delivery())
+    [claim] = store.write(lambda tx: tx.claim_due(NOW, 10, 30.0))
+    store.write(lambda tx: tx.release_expired(NOW + 31, NOW + 900))
+    [again] = store.write(lambda tx: tx.claim_due(NOW + 31, 10, 30.0))
+    # the first sender comes back late: its outcome belongs to an attempt that is over
+    store.write(lambda tx: tx.complete([sent(claim.id, claim.attempts)], NOW + 32))
+    record = store.event("e1")
+    assert record is not None and record.deliveries[0]["status"] == "sending"
+    store.write(lambda tx: tx.complete([sent(again.id, again.attempts)], NOW + 33))
+    record = store.event("e1")
+    assert record is not None
+    assert record.deliveries[0]["status"] == "sent"
+    assert [a["result"] for a in record.deliveries[0]["attempt_log"]] == ["timeout", "sent"]
+
+
+def test_an_in_app_delivery_keeps_the_newest_items(store: Store) -> None:
+    add_event(store, "e1", *[delivery("ops", kind="inbox") for _ in range(5)])
+    claimed = store.write(lambda tx: tx.claim_due(NOW, 10, 30.0))
+    outcomes = [sent(c.id, title=f"t{c.id}", body="b", keep=3) for c in claimed]
+    store.write(lambda tx: tx.complete(outcomes, NOW))
+    items = store.inbox("ops", unread=False, before=None, after=None, limit=10)
+    assert [i["title"] for i in items] == [f"t{c.id}" for c in reversed(claimed)][:3]
+    assert store.unread_count("ops") == 3
+    assert store.write(lambda tx: tx.mark_read("ops", [items[0]["id"]], NOW)) == 1
+    assert store.unread_count("ops") == 2
+
+
+def test_contacts_and_consent_keep_their_history(store: Store) -> None:
+    row = ContactRow(
+        "c1", "A@x.com", None, "a@x.com", None, "Ana", "es", "Europe/Madrid", (), {}, NOW, NOW
+    )
+    store.write(lambda tx: tx.save_contact(row, [ConsentChange("sms", True, NOW, "default")]))
+    store.write(lambda tx: tx.change_consent("c1", [ConsentChange("sms", False, NOW + 1, "api")]))
+    found = store.contact("c1")
+    assert found is not None
+    contact, history = found
+    assert contact.consent == {"sms": False} and contact.name == "Ana"
+    assert [(h.granted, h.source) for h in history] == [(True, "default"), (False, "api")]
+    assert store.write(lambda tx: tx.contact_by("email", "a@x.com")) == "c1"
+
+
+def test_runs_are_claimed_once_and_found_by_a_missing_key(store: Store) -> None:
+    add_event(store, "e1")
+    run_id = store.write(lambda tx: tx.insert_run("f", None, "e1", None, NOW))
+    assert [r.id for r in store.write(lambda tx: tx.active_runs("f", None))] == [run_id]
+    assert store.runs_due(NOW)
+    assert [r.id for r in store.write(lambda tx: tx.claim_due_runs(NOW, 10, 30.0))] == [run_id]
+    assert store.write(lambda tx: tx.claim_due_runs(NOW, 10, 30.0)) == []
+    assert not store.runs_due(NOW)
+    store.write(lambda tx: tx.update_run(run_id, "done", 1, None, None, NOW))
+    assert store.write(lambda tx: tx.active_runs("f", None)) == []
+
+
+def test_two_stores_on_one_database_claim_disjoint_work(store_url: str) -> None:
+    """Two sidecars (two store objects) claiming at once never take the same delivery."""
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        add_event(stores[0], "e1", *[delivery(f"r{n}") for n in range(400)])
+        taken: list[list[int]] = [[], []]
+
+        def claim(index: int) -> None:
+            while True:
+                got = stores[index].write(lambda tx: tx.claim_due(NOW, 7, 30.0))
+                if not got:
+                    return
+                taken[index].extend(c.id for c in got)
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not set(taken[0]) & set(taken[1])
+        assert len(taken[0]) + len(taken[1]) == 400
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def test_the_url_password_never_appears_in_errors() -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql://clarion:hunter2-secret@127.0.0.1:1/none")
+    assert "hunter2-secret" not in str(caught.value)
+    with pytest.raises(StoreError) as caught:
+        open_store("mysql://clarion:hunter2-secret@host/db")
+    assert "hunter2-secret" not in str(caught.value)
