@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -173,6 +173,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(policy.workers, thread_name_prefix="clarion-send")
         self._thread = threading.Thread(target=self._loop, name="clarion-dispatch", daemon=True)
         self._random = random.Random()
+        self._outcomes = _Outcomes(store, clock)
 
     def start(self) -> None:
         if self.store.single_process:
@@ -304,8 +305,7 @@ class Dispatcher:
             outcome = dataclasses.replace(
                 self._attempt(delivery), claimed_attempts=delivery.attempts
             )
-            job = functools.partial(_complete, outcome=outcome, now=self.clock())
-            self.store.write(job, durable=False)
+            self._outcomes.record(outcome).result()
             if self.on_outcome is not None:
                 self.on_outcome(delivery, outcome)
         except Exception:
@@ -405,8 +405,31 @@ def _claim(tx: Tx, now: float, limit: int, lease: float) -> list[ClaimedDelivery
     return tx.claim_due(now, limit, lease)
 
 
-def _complete(tx: Tx, outcome: Outcome, now: float) -> None:
-    tx.complete([outcome], now)
+class _Outcomes:
+    """Outcomes recorded together: those that finish while a write is waiting join it, so a
+    burst of sends costs a few store jobs, not one each (on PostgreSQL, a few round trips)."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: list[Outcome] = []
+        self._future: Future[None] | None = None
+
+    def record(self, outcome: Outcome) -> Future[None]:
+        """Resolves once the outcome is committed (with whatever joined it)."""
+        with self._lock:
+            self._pending.append(outcome)
+            if self._future is None:
+                job = functools.partial(self._write, batch=self._pending)
+                self._future = self._store.submit(job, durable=False)
+            return self._future
+
+    def _write(self, tx: Tx, batch: list[Outcome]) -> None:
+        with self._lock:
+            if self._pending is batch:  # closed to newcomers; a store that reruns the job
+                self._pending, self._future = [], None  # (PostgreSQL) writes the same batch
+        tx.complete(batch, self._clock())
 
 
 def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:

@@ -142,9 +142,26 @@ class _PostgresTx(_SQLiteTx):
     FOR_UPDATE = " FOR UPDATE"  # a run is advanced by one worker at a time
     SAME = "IS NOT DISTINCT FROM"
 
+    conn: _Bound
+
     def __init__(self, conn: _Bound) -> None:
         super().__init__(conn)
         self.notify: set[tuple[str, str]] = set()
+
+    def update_each(
+        self, statement: str, rows: Sequence[Sequence[Any]]
+    ) -> list[tuple[Any, ...] | None]:
+        # Pipelined: one round trip for the lot, not one per row.
+        if not rows:
+            return []
+        found: list[tuple[Any, ...] | None] = []
+        with self.conn.conn.cursor() as cursor:
+            cursor.executemany(_sql(statement), [_params(row) for row in rows], returning=True)
+            while True:
+                found.append(cursor.fetchone())
+                if not cursor.nextset():
+                    break
+        return found
 
     # What wakes the other sidecars: new rows that may be due, an outcome that reschedules.
     def insert_delivery_rows(self, rows: Any, now: float) -> None:

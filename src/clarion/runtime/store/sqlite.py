@@ -725,13 +725,13 @@ class _SQLiteTx:
         return sorted(claimed, key=lambda c: c.id)
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> None:
-        for o in outcomes:
-            number = self.conn.execute(
-                "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
-                "due_at = COALESCE(?, due_at), last_error = ?, updated_at = ?, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-                "WHERE id = ? AND status = 'sending' AND attempts = COALESCE(?, attempts) "
-                "RETURNING attempts, recipient, event_id, event_type",
+        updated = self.update_each(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
+            "due_at = COALESCE(?, due_at), last_error = ?, updated_at = ?, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+            "WHERE id = ? AND status = 'sending' AND attempts = COALESCE(?, attempts) "
+            "RETURNING attempts, recipient, event_id, event_type, run_id",
+            [
                 (
                     o.status,
                     o.next_due_at,
@@ -741,22 +741,17 @@ class _SQLiteTx:
                     now,
                     o.delivery_id,
                     o.claimed_attempts,
-                ),
-            ).fetchone()
+                )
+                for o in outcomes
+            ],
+        )
+        attempts, parked = [], []
+        for o, number in zip(outcomes, updated, strict=True):
             if number is None:
                 continue  # the lease expired and another worker has it now
-            if o.status in ("sent", "dead"):
-                # A run parked on this send's outcome (its next step is an `emit`) looks again.
-                self.conn.execute(
-                    "UPDATE flow_runs SET due_at = ? WHERE status = 'active' AND due_at IS NULL "
-                    "AND id = (SELECT run_id FROM deliveries WHERE id = ?)",
-                    (now, o.delivery_id),
-                )
-            self.conn.execute(
-                "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (o.delivery_id, number[0], now, o.result, o.elapsed, o.error),
-            )
+            if o.status in ("sent", "dead") and number[4] is not None:
+                parked.append((now, number[4]))
+            attempts.append((o.delivery_id, number[0], now, o.result, o.elapsed, o.error))
             if o.inbox is not None and o.status == "sent":
                 self.conn.execute(
                     "INSERT INTO inbox (recipient, delivery_id, event_id, event_type, title, "
@@ -779,6 +774,25 @@ class _SQLiteTx:
                     "WHERE recipient = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     (number[1], number[1], keep),
                 )
+        if parked:
+            # A run parked on this send's outcome (its next step is an `emit`) looks again.
+            self.conn.executemany(
+                "UPDATE flow_runs SET due_at = ? WHERE status = 'active' AND due_at IS NULL "
+                "AND id = ?",
+                parked,
+            )
+        if attempts:
+            self.conn.executemany(
+                "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                attempts,
+            )
+
+    def update_each(
+        self, statement: str, rows: Sequence[Sequence[Any]]
+    ) -> list[tuple[Any, ...] | None]:
+        """One UPDATE ... RETURNING per row of parameters: the row it returned, or None."""
+        return [self.conn.execute(statement, row).fetchone() for row in rows]
 
     def release_expired(
         self, now: float, phone_due: float, everything: bool = False
