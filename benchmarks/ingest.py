@@ -111,11 +111,13 @@ def event(prefix: str, i: int) -> dict[str, Any]:
 class Sidecar:
     """`clarion serve` in a subprocess on 127.0.0.1, on a port the OS picks (`--port 0`)."""
 
-    def __init__(self, config: Path, store: Path, extra: list[str], log: Path) -> None:
+    def __init__(self, config: Path, store: Path | str, extra: list[str], log: Path) -> None:
+        """`store`: a SQLite file, or a store URL."""
         self.log = log
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        url = store if isinstance(store, str) else f"sqlite:///{store}"
         argv = [sys.executable, "-m", "clarion", "serve", str(config)]
-        argv += ["--store", f"sqlite:///{store}", "--host", "127.0.0.1", "--port", "0"]
+        argv += ["--store", url, "--host", "127.0.0.1", "--port", "0"]
         argv += ["--log-format", "json", "--no-watch", *extra]
         self.proc = subprocess.Popen(
             argv, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=REPO

@@ -188,3 +188,37 @@ def test_sidecars_come_back_when_the_database_drops_their_connections(
         finally:
             for sidecar in fleet:
                 sidecar.kill()
+
+
+def test_one_event_posted_to_two_sidecars_at_once_is_planned_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    events = ticks("same", 30)
+    with HttpSink() as http:
+        config = crash_config(tmp_path / "config", http)
+        pair = [Sidecar(config, postgres_url, "--workers", "4") for _ in range(2)]
+        try:
+            for sidecar in pair:
+                sidecar.start()
+            statuses: dict[str, list[int]] = collections.defaultdict(list)
+            for event in events:
+                gate = threading.Barrier(4)
+
+                def post(sidecar: Sidecar, event: dict[str, Any] = event) -> None:
+                    gate.wait()
+                    statuses[event["id"]].append(sidecar.post("/v1/events", event)[0])
+
+                posts = [threading.Thread(target=post, args=(s,)) for s in pair + pair]
+                for thread in posts:
+                    thread.start()
+                for thread in posts:
+                    thread.join(30)
+            for event in events:
+                assert sorted(statuses[event["id"]]) == [200, 200, 200, 202], event["id"]
+                assert len(pair[0].event(event["id"])["deliveries"]) == 1
+            counts = arrivals(http, len(events), timeout=30)
+            assert set(counts) == {e["id"] for e in events}
+            assert max(counts.values()) == 1
+        finally:
+            for sidecar in pair:
+                sidecar.kill()

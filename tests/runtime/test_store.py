@@ -4,6 +4,7 @@ SQLite and on PostgreSQL): what the runtime relies on, operation by operation.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -212,3 +213,56 @@ def test_the_url_password_never_appears_in_errors() -> None:
     with pytest.raises(StoreError) as caught:
         open_store("mysql://clarion:hunter2-secret@host/db")
     assert "hunter2-secret" not in str(caught.value)
+
+
+def test_sidecars_starting_together_migrate_once(postgres_url: str) -> None:
+    """Migrations run under an advisory lock: stores opened at the same moment on an empty
+    schema all start, and the schema is migrated once."""
+    opened: list[Store] = []
+    failures: list[BaseException] = []
+    gate = threading.Barrier(4)
+
+    def start() -> None:
+        gate.wait()
+        try:
+            opened.append(open_store(postgres_url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert not failures, failures
+        assert len(opened) == 4
+        version = opened[0].write(
+            lambda tx: tx.conn.execute("SELECT version FROM schema_version").fetchall()  # type: ignore[attr-defined]
+        )
+        assert version == [(len(MIGRATIONS),)]
+    finally:
+        for store in opened:
+            store.close()
+
+
+def test_a_write_on_one_sidecar_wakes_the_others(postgres_url: str) -> None:
+    """LISTEN/NOTIFY: new work and inbox items reach every store's subscribers, so an idle
+    dispatcher wakes without polling."""
+    listening, writing = open_store(postgres_url), open_store(postgres_url)
+    try:
+        work, inbox = threading.Event(), []
+        time.sleep(0.5)  # the listener's first wake-up (it looks for missed work) passes
+        listening.subscribe("work", lambda _: work.set())
+        listening.subscribe("inbox", inbox.append)
+        add_event(writing, "e1", delivery("ops", kind="inbox"))
+        assert work.wait(5), "no notification of new work"
+        [claim] = writing.write(lambda tx: tx.claim_due(NOW, 10, 30.0))
+        writing.write(lambda tx: tx.complete([sent(claim.id, title="t", body="b")], NOW))
+        deadline = time.monotonic() + 5
+        while "ops" not in inbox:
+            assert time.monotonic() < deadline, "no notification of the inbox item"
+            time.sleep(0.05)
+    finally:
+        listening.close()
+        writing.close()

@@ -45,7 +45,8 @@ def default_store(source: Path) -> str:
     "--store",
     "store_url",
     envvar="CLARION_STORE",
-    help="sqlite:///path (default: beside the config).",
+    help="sqlite:///path (default: beside the config), or postgresql://user@host/db for "
+    "several sidecars sharing one store.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))

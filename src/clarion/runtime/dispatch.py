@@ -9,6 +9,7 @@ so phone channels (SMS, WhatsApp: a duplicate costs money and trust) are not ret
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -295,25 +296,44 @@ class Dispatcher:
             for delivery in claimed:
                 with self._lock:
                     self._inflight += 1
-                self._deliver(delivery)
+                recorded = self._deliver(delivery)
+                if recorded is not None:
+                    # In order: what the next step looks at (an emit, a digest) is committed.
+                    with contextlib.suppress(Exception):
+                        recorded.result()
             done += fired + len(claimed)
             if not fired and not claimed:
                 return done
 
-    def _deliver(self, delivery: ClaimedDelivery) -> None:
+    def _deliver(self, delivery: ClaimedDelivery) -> Future[None] | None:
+        """Send, and have the outcome recorded. The worker is free as soon as the send is done:
+        the delivery stays leased until its outcome commits, so no one else takes it, and
+        waiting for that commit would only idle the worker. Returns the recording."""
+        recorded: Future[None] | None = None
         try:
             outcome = dataclasses.replace(
                 self._attempt(delivery), claimed_attempts=delivery.attempts
             )
-            self._outcomes.record(outcome).result()
-            if self.on_outcome is not None:
-                self.on_outcome(delivery, outcome)
+            recorded = self._outcomes.record(outcome)
+            recorded.add_done_callback(functools.partial(self._recorded, delivery, outcome))
         except Exception:
             log.exception("delivery %s: could not record the outcome", delivery.id)
         finally:
             with self._lock:
                 self._inflight -= 1
             self._wake.set()
+        return recorded
+
+    def _recorded(self, delivery: ClaimedDelivery, outcome: Outcome, done: Future[None]) -> None:
+        if done.exception() is not None:
+            # Its lease runs out and it is released as a timeout: sent again, never lost.
+            log.error(
+                "delivery %s: could not record the outcome",
+                delivery.id,
+                extra={"error": str(done.exception())},
+            )
+        elif self.on_outcome is not None:
+            self.on_outcome(delivery, outcome)
 
     def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
         policy = self.policy

@@ -338,20 +338,14 @@ class SQLiteStore:
     def next_due_at(self) -> float | None:
         row = (
             self._reader()
-            .execute("SELECT MIN(due_at) FROM deliveries WHERE status IN ('pending', 'failed')")
+            .execute(
+                "SELECT (SELECT MIN(due_at) FROM deliveries WHERE status IN ('pending', 'failed')),"
+                " (SELECT MIN(lease_until) FROM deliveries WHERE status = 'sending'),"
+                " (SELECT MIN(due_at) FROM flow_runs WHERE status = 'active')"
+            )
             .fetchone()
         )
-        leased = (
-            self._reader()
-            .execute("SELECT MIN(lease_until) FROM deliveries WHERE status = 'sending'")
-            .fetchone()
-        )
-        run = (
-            self._reader()
-            .execute("SELECT MIN(due_at) FROM flow_runs WHERE status = 'active'")
-            .fetchone()
-        )
-        candidates = [v for v in (row[0], leased[0], run[0]) if v is not None]
+        candidates = [v for v in row if v is not None]
         return min(candidates) if candidates else None
 
     def active_runs(self) -> list[dict[str, Any]]:
