@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,22 +59,22 @@ WAIT_LIMIT = 180.0
 SETUPS = [("SQLite", 1), ("PostgreSQL", 1), ("PostgreSQL", 2), ("PostgreSQL", 4)]
 
 
-@contextmanager
-def schema(server: str) -> Iterator[str]:
+def schema(server: str) -> Any:
     """A store URL on a fresh schema of `server`, dropped afterwards."""
-    import psycopg
+    from tests.postgres import private_schema
 
-    sys.path.insert(0, str(REPO))
-    from tests.postgres import in_schema
+    return private_schema(server, prefix="clarion_bench")
 
-    name = f"clarion_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {name}".encode())
-    try:
-        yield in_schema(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {name} CASCADE".encode())
+
+def in_threads(target: Any, count: int) -> float:
+    """Run `target` in `count` threads at once; seconds until the last one ends."""
+    start = time.perf_counter()
+    pool = [threading.Thread(target=target) for _ in range(count)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return time.perf_counter() - start
 
 
 def post(port: int, events: list[dict[str, Any]]) -> None:
@@ -173,13 +172,7 @@ def path_run(url: str, rows: int, threads: int) -> float:
             for future in outcomes:
                 future.result()
 
-    start = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    elapsed = time.perf_counter() - start
+    elapsed = in_threads(worker, threads)
     left = store.stats(time.time() + 3600)["queue_depth"]
     store.close()
     if left:
@@ -230,13 +223,7 @@ def bare_run(url: str, rows: int, threads: int) -> float:
                         ids,
                     )
 
-    start = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    return rows / (time.perf_counter() - start)
+    return rows / in_threads(worker, threads)
 
 
 def main() -> int:

@@ -27,19 +27,19 @@ def in_schema(url: str, schema: str) -> str:
 
 
 @contextmanager
-def private_schema() -> Iterator[str]:
-    """A store URL on a schema of its own, dropped afterwards."""
-    if not SERVER:
+def private_schema(server: str = SERVER, prefix: str = "clarion_test") -> Iterator[str]:
+    """A store URL on a schema of its own in `server`, dropped afterwards."""
+    if not server:
         pytest.skip(SKIP)
     import psycopg
 
-    schema = f"clarion_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(SERVER, autocommit=True) as conn:
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}".encode())
     try:
-        yield in_schema(SERVER, schema)
+        yield in_schema(server, schema)
     finally:
-        with psycopg.connect(SERVER, autocommit=True) as conn:
+        with psycopg.connect(server, autocommit=True) as conn:
             # a sidecar killed mid-test may still hold connections for a moment
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

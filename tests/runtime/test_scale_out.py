@@ -204,7 +204,11 @@ def test_one_event_posted_to_two_sidecars_at_once_is_planned_once(
             for event in events:
                 gate = threading.Barrier(4)
 
-                def post(sidecar: Sidecar, event: dict[str, Any] = event) -> None:
+                def post(
+                    sidecar: Sidecar,
+                    event: dict[str, Any] = event,
+                    gate: threading.Barrier = gate,
+                ) -> None:
                     gate.wait()
                     statuses[event["id"]].append(sidecar.post("/v1/events", event)[0])
 

@@ -226,7 +226,7 @@ def test_sidecars_starting_together_migrate_once(postgres_url: str) -> None:
         gate.wait()
         try:
             opened.append(open_store(postgres_url))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(4)]
