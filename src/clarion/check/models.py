@@ -103,6 +103,7 @@ class Defaults(_Model):
     )
     quiet_hours: QuietHours | None = Field(
         None,
+        title="Quiet hours",
         description="Messages planned inside this window wait for it to end, in the contact's "
         "(or recipient's) time zone; `critical` events and the in-app inbox do not wait.",
         examples=QUIET_HOURS_EXAMPLES,
@@ -200,6 +201,7 @@ class AddressEntry(_Model):
     )
     quiet_hours: QuietHours | Literal[False] | None = Field(
         None,
+        title="Quiet hours",
         description="This address's own quiet hours, or `false` for none; defaults to "
         "`defaults.quiet_hours`.",
         examples=[*QUIET_HOURS_EXAMPLES, False],

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from jinja2 import TemplateError
@@ -26,7 +26,7 @@ from jinja2 import TemplateError
 from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
-from clarion.runtime import flows
+from clarion.runtime import fallback, flows
 from clarion.runtime.envelope import EventIn
 from clarion.runtime.ingest import accept_raw
 from clarion.runtime.planner import ContactState, template_context
@@ -53,6 +53,12 @@ class SendResult:
     result: str  # sent | failed | timeout | error
     error: str | None
     elapsed: float
+
+
+class Sender(Protocol):
+    """Hands one message to one provider URL: Apprise, or `clarion test`'s simulated providers."""
+
+    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult: ...
 
 
 class Secrets:
@@ -153,7 +159,7 @@ class Dispatcher:
         self,
         store: Store,
         table: Callable[[], TableIndex],
-        sender: AppriseSender | None,
+        sender: Sender | None,
         policy: Policy,
         *,
         clock: Callable[[], float] = time.time,
@@ -301,7 +307,9 @@ class Dispatcher:
     def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
             outcome = self._attempt(delivery)
-            job = functools.partial(_complete, outcome=outcome, now=self.clock())
+            job = functools.partial(
+                _complete, outcome=outcome, now=self.clock(), delivery=delivery, table=self.table()
+            )
             self.store.write(job, durable=False)
             if self.on_outcome is not None:
                 self.on_outcome(delivery, outcome)
@@ -332,22 +340,35 @@ class Dispatcher:
             return Outcome(delivery.id, "sent", "sent", None, 0.0, inbox=inbox)
         if policy.dry_run or self.sender is None:
             return Outcome(delivery.id, "sent", "dry-run", None, 0.0)
-        urls = table.table.channels[delivery.channel].apprise
-        url = delivery.url or (urls[0] if urls else None)
-        if url is None:
+        channel = table.table.channels.get(delivery.channel)
+        urls = channel.apprise if channel is not None else []
+        providers = [delivery.url] if delivery.url else list(urls)
+        if not providers:
             return Outcome(delivery.id, "dead", "error", "the channel has no Apprise URL", 0.0)
         attach = self._attachments(table, delivery)
-        result = self.sender.send(url, delivery.to, message, attach)
-        if result.error and delivery.to and delivery.kind in ("email", "phone"):
-            # Provider errors often quote the address; logs and the API show it masked.
-            result = SendResult(
-                result.result, result.error.replace(delivery.to, mask(delivery.to)), result.elapsed
-            )
+        result, provider, failovers = self._failover(delivery, providers, message, attach)
+        where = None if delivery.url else provider
         if result.result == "sent":
-            return Outcome(delivery.id, "sent", "sent", None, result.elapsed)
+            return Outcome(
+                delivery.id,
+                "sent",
+                "sent",
+                None,
+                result.elapsed,
+                provider=where,
+                failovers=failovers,
+            )
         attempt = delivery.attempts + 1
         if attempt >= policy.max_attempts:
-            return Outcome(delivery.id, "dead", result.result, result.error, result.elapsed)
+            return Outcome(
+                delivery.id,
+                "dead",
+                result.result,
+                result.error,
+                result.elapsed,
+                provider=where,
+                failovers=failovers,
+            )
         delay = self._random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2**attempt))
         if result.result == "timeout" and delivery.kind == "phone":
             delay = max(delay, policy.phone_hold_seconds)
@@ -358,7 +379,33 @@ class Dispatcher:
             result.error,
             result.elapsed,
             next_due_at=self.clock() + delay,
+            provider=where,
+            failovers=failovers,
         )
+
+    def _failover(
+        self, delivery: ClaimedDelivery, providers: list[str], message: Message, attach: list[str]
+    ) -> tuple[SendResult, int, int]:
+        """Each provider URL in order until one takes the message: (last result, index of the
+        provider that gave it, how many times the next provider was tried). A timeout on a
+        phone channel stops there: the message may be on its way, and SMS costs twice."""
+        assert self.sender is not None
+        errors: list[str] = []
+        elapsed = 0.0
+        index = 0
+        for index, url in enumerate(providers):
+            result = self.sender.send(url, delivery.to, message, attach)
+            elapsed += result.elapsed
+            error = result.error
+            if error and delivery.to and delivery.kind in ("email", "phone"):
+                # Provider errors often quote the address; logs and the API show it masked.
+                error = error.replace(delivery.to, mask(delivery.to))
+            if result.result == "sent":
+                return SendResult("sent", None, elapsed), index, index
+            errors.append(f"provider {index}: {error}" if len(providers) > 1 else str(error))
+            if result.result == "timeout" and delivery.kind == "phone":
+                break
+        return SendResult(result.result, "; ".join(errors)[:1000], elapsed), index, index
 
     def _context(self, table: TableIndex, delivery: ClaimedDelivery) -> dict[str, Any]:
         context = dict(_event_context(table, delivery.envelope))
@@ -402,8 +449,12 @@ def _claim(tx: Tx, now: float, limit: int, lease: float) -> list[ClaimedDelivery
     return tx.claim_due(now, limit, lease)
 
 
-def _complete(tx: Tx, outcome: Outcome, now: float) -> None:
+def _complete(
+    tx: Tx, outcome: Outcome, now: float, delivery: ClaimedDelivery, table: TableIndex
+) -> None:
     tx.complete([outcome], now)
+    if outcome.status == "dead" and delivery.fallback:
+        fallback.after_dead(tx, table, delivery, now)
 
 
 def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:

@@ -30,6 +30,9 @@ class ContactRow:
     consent: dict[str, bool]
     created_at: float
     updated_at: float
+    # The contact's own quiet hours: `{"from": "HH:MM", "to": "HH:MM"}` as JSON, `"off"`, or None
+    # (the table's defaults apply).
+    quiet_hours: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class NewDelivery:
     detail: str | None = None
     run_id: int | None = None
     step: int | None = None
+    fallback: Sequence[str] = ()  # channels that take this one's place if it dies, in order
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,10 @@ class ClaimedDelivery:
     timezone: str
     attempts: int
     envelope: str  # the event as accepted, JSON
+    source: str = "team"
+    run_id: int | None = None
+    step: int | None = None
+    fallback: tuple[str, ...] = ()  # channels that take this one's place if it dies, in order
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class Outcome:
     elapsed: float
     next_due_at: float | None = None
     inbox: dict[str, Any] | None = None  # title, body, link for an in-app delivery
+    provider: int | None = None  # index of the channel's provider URL that answered last
+    failovers: int = 0  # providers that failed before it, within this attempt
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,10 @@ class Tx(Protocol):
     def claim_due_runs(self, now: float, limit: int, lease_seconds: float) -> list[RunRow]: ...
 
     def step_statuses(self, run_id: int, step: int) -> list[str]: ...
+
+    def run_read_at(self, run_id: int) -> float | None:
+        """When an in-app item delivered by this flow run was first read; None: none was."""
+        ...
 
 
 class Store(Protocol):
