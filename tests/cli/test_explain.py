@@ -118,13 +118,14 @@ def test_consent_withdrawn_in_the_event_is_no_consent(
     examples_build: tuple[dict[str, Any], bytes, str], table_file: Path
 ) -> None:
     contact = {"id": "cus_2", "phone": "6282114000032", "consent": {"whatsapp": False}}
-    found = deliveries(table_file, event(examples_build, "order.created", contact=contact))
+    noon = ("--at", "2026-03-02T12:00:00Z")  # outside the example's quiet hours
+    found = deliveries(table_file, event(examples_build, "order.created", contact=contact), *noon)
     [customer] = find(found, source="customer")
     assert customer["channel"] == "whatsapp" and customer["to"] == "+6282114000032"
     assert (customer["status"], customer["reason"]) == ("skipped", "no_consent")
     # the default consent of a first-seen contact: sent
     contact["consent"] = {}
-    found = deliveries(table_file, event(examples_build, "order.created", contact=contact))
+    found = deliveries(table_file, event(examples_build, "order.created", contact=contact), *noon)
     assert find(found, source="customer")[0]["status"] == "planned"
 
 
