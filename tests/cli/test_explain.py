@@ -297,6 +297,7 @@ def test_quiet_hours_show_as_scheduled_with_when(
         ("in_app", "planned"),
     }
     code, out, _ = explain(table_file, raw, *night)
+    assert code == 0
     row = next(r for r in out.splitlines() if "contact:cus_qh" in r)
     assert row.startswith("sched ") and "held until 2026-03-02T08:00:00+01:00" in row
     # a critical event is never held
