@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MAX_ID = 200
 
@@ -29,6 +29,17 @@ class QuietHoursIn(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     from_: str = Field(alias="from", pattern=_HHMM, description="HH:MM the window opens.")
     to: str = Field(pattern=_HHMM, description="HH:MM the window closes.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursIn:
+        if _minutes(self.from_) == _minutes(self.to):
+            raise ValueError("quiet hours must end at another time than they start")
+        return self
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
 
 
 class ContactIn(_Model):

@@ -392,7 +392,7 @@ def _emit(
     }
     if event.contact is not None:
         raw["contact"] = event.contact.model_dump(
-            mode="json", exclude_none=True, exclude={"consent"}
+            mode="json", exclude_none=True, by_alias=True, exclude={"consent"}
         )
     try:
         accept(tx, table, raw, now)

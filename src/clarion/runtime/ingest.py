@@ -77,7 +77,7 @@ def check_event(
                     for c in unknown
                 ],
             )
-    given = event.model_dump(mode="json", exclude_none=True)
+    given = event.model_dump(mode="json", exclude_none=True, by_alias=True)
     text = json.dumps(given, sort_keys=True, separators=(",", ":"))
     return Checked(event, text, hashlib.sha256(text.encode()).hexdigest(), given)
 
