@@ -39,6 +39,16 @@ def stored_form(given: QuietHoursIn | Literal[False] | None) -> str | None:
     return json.dumps({"from": given.from_, "to": given.to}, sort_keys=True)
 
 
+def shown(stored: str | None) -> dict[str, str] | Literal[False] | None:
+    """A contact's own quiet hours as the API shows them: `{from, to}`, false, or null."""
+    window = contact_window(stored)
+    if window is None:
+        return None
+    if window == "off":
+        return False
+    return {"from": window.start, "to": window.end}
+
+
 @functools.lru_cache(maxsize=1024)
 def contact_window(stored: str | None) -> Window:
     if stored is None:
