@@ -452,8 +452,8 @@ def _claim(tx: Tx, now: float, limit: int, lease: float) -> list[ClaimedDelivery
 def _complete(
     tx: Tx, outcome: Outcome, now: float, delivery: ClaimedDelivery, table: TableIndex
 ) -> None:
-    tx.complete([outcome], now)
-    if outcome.status == "dead" and delivery.fallback:
+    recorded = tx.complete([outcome], now)
+    if outcome.status == "dead" and delivery.fallback and recorded:
         fallback.after_dead(tx, table, delivery, now)
 
 

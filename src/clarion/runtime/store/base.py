@@ -165,7 +165,10 @@ class Tx(Protocol):
 
     def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[ClaimedDelivery]: ...
 
-    def complete(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        """Record each outcome; the ids of the deliveries recorded (a delivery whose lease ran
+        out, now another worker's, is left alone and not in the list)."""
+        ...
 
     def release_expired(
         self, now: float, phone_due: float, everything: bool = False

@@ -729,7 +729,8 @@ class _SQLiteTx:
         ]
         return sorted(claimed, key=lambda c: c.id)
 
-    def complete(self, outcomes: Sequence[Outcome], now: float) -> None:
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        recorded: list[int] = []
         for o in outcomes:
             number = self.conn.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
@@ -749,6 +750,7 @@ class _SQLiteTx:
             ).fetchone()
             if number is None:
                 continue  # the lease expired and another worker has it now
+            recorded.append(o.delivery_id)
             if o.status in ("sent", "dead"):
                 # A run parked on this send's outcome (its next step is an `emit`) looks again.
                 self.conn.execute(
@@ -782,6 +784,7 @@ class _SQLiteTx:
                     "WHERE recipient = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     (number[1], number[1], keep),
                 )
+        return recorded
 
     def release_expired(
         self, now: float, phone_due: float, everything: bool = False
