@@ -158,7 +158,7 @@ def path_run(url: str, rows: int, threads: int) -> float:
 
     store = open_store(url)
     fill(store, rows)
-    recorder = _Outcomes(store, time.time)
+    recorder = _Outcomes(store, time.time, lambda: None)
 
     def worker() -> None:
         while True:
@@ -166,7 +166,7 @@ def path_run(url: str, rows: int, threads: int) -> float:
             if not claimed:
                 return
             outcomes = [
-                recorder.record(Outcome(c.id, "sent", "sent", None, 0.001, claimed_attempts=0))
+                recorder.record(Outcome(c.id, "sent", "sent", None, 0.001, claimed_attempts=0), c)
                 for c in claimed
             ]
             for future in outcomes:

@@ -54,6 +54,7 @@ def test_every_kind_of_change_has_a_case() -> None:
         "templates",
         "no_effect",
         "reorganised",
+        "pacing",
     } <= set(NAMES)
 
 

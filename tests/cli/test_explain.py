@@ -118,13 +118,14 @@ def test_consent_withdrawn_in_the_event_is_no_consent(
     examples_build: tuple[dict[str, Any], bytes, str], table_file: Path
 ) -> None:
     contact = {"id": "cus_2", "phone": "6282114000032", "consent": {"whatsapp": False}}
-    found = deliveries(table_file, event(examples_build, "order.created", contact=contact))
+    noon = ("--at", "2026-03-02T12:00:00Z")  # outside the example's quiet hours
+    found = deliveries(table_file, event(examples_build, "order.created", contact=contact), *noon)
     [customer] = find(found, source="customer")
     assert customer["channel"] == "whatsapp" and customer["to"] == "+6282114000032"
     assert (customer["status"], customer["reason"]) == ("skipped", "no_consent")
     # the default consent of a first-seen contact: sent
     contact["consent"] = {}
-    found = deliveries(table_file, event(examples_build, "order.created", contact=contact))
+    found = deliveries(table_file, event(examples_build, "order.created", contact=contact), *noon)
     assert find(found, source="customer")[0]["status"] == "planned"
 
 
@@ -275,3 +276,77 @@ def test_flows_show_scheduled_and_late_steps(tmp_path: Path) -> None:
                                "2026-03-09T08:00:00Z"])  # fmt: skip
     assert late.exit_code == 0
     assert "late:" in late.output and "\nsched " not in late.output
+
+
+def test_quiet_hours_show_as_scheduled_with_when(
+    examples_build: tuple[dict[str, Any], bytes, str], table_file: Path
+) -> None:
+    contact = {"id": "cus_qh", "phone": "+34612345678", "timezone": "Europe/Madrid"}
+    raw = event(examples_build, "order.created", contact=contact)
+    night = ("--at", "2026-03-01T23:00:00Z")  # midnight in Madrid, inside 21:00-08:00
+    found = deliveries(table_file, raw, *night)
+    [customer] = find(found, source="customer")
+    assert (customer["status"], customer["reason"]) == ("scheduled", "quiet_hours")
+    assert customer["detail"] == (
+        "quiet hours 21:00-08:00 (Europe/Madrid): held until 2026-03-02T08:00:00+01:00"
+    )
+    # the owner's email has `quiet_hours: false`, and the inbox never waits
+    owner = [d for d in find(found, recipient="owner") if d["status"] != "skipped"]
+    assert {(d["channel"], d["status"]) for d in owner} == {
+        ("email", "planned"),
+        ("in_app", "planned"),
+    }
+    code, out, _ = explain(table_file, raw, *night)
+    assert code == 0
+    row = next(r for r in out.splitlines() if "contact:cus_qh" in r)
+    assert row.startswith("sched ") and "held until 2026-03-02T08:00:00+01:00" in row
+    # a critical event is never held
+    found = deliveries(table_file, event(examples_build, "dispute.created"), *night)
+    support = [d for d in find(found, recipient="support") if d["status"] != "skipped"]
+    assert {d["channel"] for d in support} == {"email", "sms", "in_app"}
+    assert {d["status"] for d in support} == {"planned"}
+
+
+def test_fallback_order_and_replacement(
+    examples_build: tuple[dict[str, Any], bytes, str], table_file: Path
+) -> None:
+    noon = ("--at", "2026-03-02T12:00:00Z")
+    contact: dict[str, Any] = {"id": "cus_fb", "phone": "6282114000032"}
+    found = deliveries(table_file, event(examples_build, "order.shipped", contact=contact), *noon)
+    [whatsapp] = find(found, source="customer")
+    assert whatsapp["channel"] == "whatsapp" and whatsapp["status"] == "planned"
+    assert whatsapp["detail"] == "if dead-lettered: sms"
+    contact["consent"] = {"whatsapp": False}
+    found = deliveries(table_file, event(examples_build, "order.shipped", contact=contact), *noon)
+    by_channel = {d["channel"]: d for d in find(found, source="customer")}
+    assert (by_channel["whatsapp"]["status"], by_channel["whatsapp"]["reason"]) == (
+        "skipped",
+        "no_consent",
+    )
+    sms = by_channel["sms"]
+    assert (sms["status"], sms["reason"]) == ("planned", "fallback")
+    assert sms["detail"] == "sms replaces whatsapp (no_consent)"
+    assert sms["to"] == "+6282114000032"
+    # no consent for SMS either: both are recorded, nothing is planned
+    contact["consent"] = {"whatsapp": False, "sms": False}
+    found = deliveries(table_file, event(examples_build, "order.shipped", contact=contact), *noon)
+    assert {(d["channel"], d["reason"]) for d in find(found, source="customer")} == {
+        ("whatsapp", "no_consent"),
+        ("sms", "no_consent"),
+    }
+
+
+def test_escalation_is_scheduled_unless_read(
+    examples_build: tuple[dict[str, Any], bytes, str], table_file: Path
+) -> None:
+    found = deliveries(
+        table_file, event(examples_build, "dispute.created"), "--at", "2026-03-02T12:00:00Z"
+    )
+    [inbox] = find(found, recipient="support", channel="in_app", source="flow")
+    assert inbox["status"] == "planned" and inbox["source"] == "flow"
+    [phone] = find(found, to="owner-phone", source="flow:dispute_escalation")
+    assert phone["status"] == "scheduled" and phone["source"] == "flow:dispute_escalation"
+    assert phone["detail"] == (
+        "scheduled 2026-03-02T13:00:00Z by flow dispute_escalation; "
+        "unless an in-app item this run sent is read by then"
+    )

@@ -143,3 +143,48 @@ def test_the_examples_stories_hold_on_postgresql(postgres_url: str) -> None:
         with private_schema() as url:
             outcome = run_scenario(table, scenario, PostgresStore(url))
         assert not outcome.failures, (path.name, outcome.failures)
+
+
+PROVIDERS = """\
+name: the unpaid reminder when the SMS providers go down and come back
+start: 2026-03-10T09:30:00+01:00
+steps:
+  - providers: {smss: down}
+  - providers: {sms: [down, down]}
+  - event:
+      type: subscription.unpaid
+      id: evt_down
+      data: {subscription_id: s, plan: P, amount: 1, currency: EUR, first_purchase: false, pay_url: "https://x.example/p"}
+      contact: {id: cus_down, phone: "+34612345670"}
+  - expect:
+      - {recipient: owner, channel: email}
+      - {recipient: owner, channel: in_app}
+  - providers: {sms: [down, up]}
+  - advance: 15m
+  - expect:
+      - {to: "+34612345670", channel: sms}
+"""
+
+
+def test_providers_and_read_steps(config: Path) -> None:
+    (config / "tests" / "providers.yaml").write_text(PROVIDERS)
+    code, out = run("test", str(config))
+    assert code == 1  # only the unknown channel fails the scenario
+    assert "providers.yaml:4:5: step 1 (providers): unknown channel 'smss'" in out
+    assert out.count("step ") == 1, out
+    assert "send failed" not in out  # the runtime's own log lines stay out of the report
+    (config / "tests" / "providers.yaml").write_text(
+        PROVIDERS.replace("  - providers: {smss: down}\n", "  - read: support\n")
+    )
+    code, out = run("test", str(config))
+    assert code == 0, out
+
+
+def test_a_step_of_unknown_kind_names_the_new_kinds(config: Path) -> None:
+    (config / "tests" / "odd.yaml").write_text(
+        "name: odd\nstart: 2026-03-10T09:30:00Z\nsteps:\n  - {advance: 1h, read: support}\n"
+    )
+    code, out = run("test", str(config))
+    assert code == 1
+    assert "must have exactly one of event, advance, expect, expect_skipped" in out
+    assert "read, providers" in out

@@ -70,7 +70,13 @@ def test_addresses_are_masked(client: TestClient, examples_table: TableIndex) ->
     raw = event(
         examples_table,
         "payment.succeeded",
-        contact={"id": "cus_1", "email": "ana.lopez@example.com", "phone": "6282114000032"},
+        # no quiet hours: this test runs on the real clock, at any hour
+        contact={
+            "id": "cus_1",
+            "email": "ana.lopez@example.com",
+            "phone": "6282114000032",
+            "quiet_hours": False,
+        },
     )
     assert client.post("/v1/events", json=raw).status_code == 202
     body = wait_settled(client, "evt_1")
@@ -223,3 +229,48 @@ def test_no_body_gives_a_500(client: TestClient, body: bytes) -> None:
         response = client.post(path, content=body)
         assert response.status_code < 500, response.text
         assert "error" in response.json() or response.status_code in (200, 202)
+
+
+def test_a_contacts_quiet_hours_hold_the_message_and_are_kept(
+    client: TestClient, examples_table: TableIndex
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    start, end = (now - timedelta(hours=1)).strftime("%H:00"), (now + timedelta(hours=2))
+    window = {"from": start, "to": end.strftime("%H:00")}
+    contact = {"id": "cus_qh", "phone": "+34612345678", "timezone": "UTC", "quiet_hours": window}
+    raw = event(examples_table, "order.created", "evt_qh", contact=contact)
+    assert client.post("/v1/events", json=raw).status_code == 202
+    body = wait_settled(client, "evt_qh")
+    [held] = [d for d in body["deliveries"] if d["recipient"] == "contact:cus_qh"]
+    assert (held["status"], held["reason"]) == ("scheduled", "quiet_hours")
+    assert held["due_at"] == end.strftime("%Y-%m-%dT%H:00:00Z")
+    assert held["detail"].startswith(f"quiet hours {start}-{window['to']} (UTC): held until ")
+    assert body["event"]["contact"]["quiet_hours"] == window  # as given, `from` and all
+    assert client.get("/v1/contacts/cus_qh").json()["quiet_hours"] == window
+    # kept for later events, until the contact says otherwise
+    again = event(examples_table, "order.paid", "evt_qh2", contact={"id": "cus_qh"})
+    assert client.post("/v1/events", json=again).status_code == 202
+    settled = wait_settled(client, "evt_qh2")["deliveries"]
+    [held] = [d for d in settled if d["recipient"] == "contact:cus_qh"]
+    assert held["reason"] == "quiet_hours"
+    off = event(
+        examples_table, "order.paid", "evt_qh3", contact={"id": "cus_qh", "quiet_hours": False}
+    )
+    assert client.post("/v1/events", json=off).status_code == 202
+    [sent] = [
+        d
+        for d in wait_settled(client, "evt_qh3")["deliveries"]
+        if d["recipient"] == "contact:cus_qh"
+    ]
+    assert (sent["status"], sent["reason"]) == ("sent", None)
+    assert client.get("/v1/contacts/cus_qh").json()["quiet_hours"] is False
+    bad = event(
+        examples_table,
+        "order.paid",
+        "evt_qh4",
+        contact={"id": "c", "quiet_hours": {"from": "8", "to": "9"}},
+    )
+    answer = client.post("/v1/events", json=bad)
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_event"

@@ -41,8 +41,8 @@ def test_enable_all_toggles_and_disable_all(examples_table: TableIndex) -> None:
 
 
 def test_disabled_device(examples_table: TableIndex) -> None:
-    data = example(examples_table, "dispute.created")
-    out = planned(examples_table, {"type": "dispute.created", "id": "e2", "data": data})
+    data = example(examples_table, "payment.failed")
+    out = planned(examples_table, {"type": "payment.failed", "id": "e2", "data": data})
     [tablet] = find(out, recipient="owner", to="owner-tablet")
     assert (tablet.status, tablet.reason) == ("skipped", "device_disabled")
     [phone] = find(out, recipient="owner", to="owner-phone")

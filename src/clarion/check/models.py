@@ -56,6 +56,23 @@ SELECTOR_DESCRIPTION = (
 )
 
 
+class QuietHours(_Model):
+    """A daily window in which messages wait: `{from: "21:00", to: "08:00"}`, local time."""
+
+    from_: str = Field(
+        alias="from",
+        description="Local time (HH:MM) the window starts; it may end the next morning.",
+        examples=["21:00"],
+    )
+    to: str = Field(
+        description="Local time (HH:MM) the window ends: held messages go at this time.",
+        examples=["08:00"],
+    )
+
+
+QUIET_HOURS_EXAMPLES: list[Any] = [{"from": "21:00", "to": "08:00"}]
+
+
 class Defaults(_Model):
     """Settings used where nothing more specific is given."""
 
@@ -83,6 +100,13 @@ class Defaults(_Model):
         "1h",
         description="How late a flow step that fell due while the runtime was down is still sent.",
         examples=["1h", "30m"],
+    )
+    quiet_hours: QuietHours | None = Field(
+        None,
+        title="Quiet hours",
+        description="Messages planned inside this window wait for it to end, in the contact's "
+        "(or recipient's) time zone; `critical` events and the in-app inbox do not wait.",
+        examples=QUIET_HOURS_EXAMPLES,
     )
 
 
@@ -175,6 +199,13 @@ class AddressEntry(_Model):
     enabled: bool = Field(
         True, description="False switches this address or device off.", examples=[False]
     )
+    quiet_hours: QuietHours | Literal[False] | None = Field(
+        None,
+        title="Quiet hours",
+        description="This address's own quiet hours, or `false` for none; defaults to "
+        "`defaults.quiet_hours`.",
+        examples=[*QUIET_HOURS_EXAMPLES, False],
+    )
 
 
 class Recipient(BaseModel):
@@ -232,6 +263,12 @@ class CustomerMessage(_Model):
         description="Template string giving the URL of a file to attach.",
         examples=["{{ data.receipt_url }}"],
     )
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="Channels tried in order when a channel of `channels` cannot be used (no "
+        "consent, no address) or is dead-lettered.",
+        examples=[["sms"]],
+    )
 
 
 class WaitSpec(_Model):
@@ -274,6 +311,18 @@ class SendSpec(_Model):
         min_length=1, description="Channels to send on.", examples=[["email", "sms"]]
     )
     template: str = Field(description="Template name.", examples=["payment_reminder"])
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="With `to: contact`: channels tried in order when a channel of `channels` "
+        "cannot be used (no consent, no address) or is dead-lettered.",
+        examples=[["sms"]],
+    )
+    unless: str | None = Field(
+        None,
+        description="`read`: skip this send when an in-app item an earlier step of the run sent "
+        "was read (escalate only if nobody read it).",
+        examples=["read"],
+    )
 
 
 class SendStep(_Model):

@@ -429,6 +429,8 @@ def _event_doc(table: RoutingTable, name: str, targets: list[Target]) -> EventDo
     if message is not None:
         state = "on" if message.enabled else "off"
         customer = f"{', '.join(message.channels)}: {message.template} ({state})"
+        if message.fallback:
+            customer += f", fallback {', '.join(message.fallback)}"
     flows = [f"starts {f}" for f, flow in sorted(table.flows.items()) if flow.on == name]
     flows += [f"cancels {f}" for f, flow in sorted(table.flows.items()) if name in flow.cancel_on]
     flows += [
@@ -626,9 +628,15 @@ def _step_doc(step: Step, timezone: str) -> StepDoc:
         send = step.send
         channels = ", ".join(send.channels)
         if send.to == "contact":
-            return StepDoc("send", f"send {channels}: {send.template}", "to the contact")
+            note = "to the contact"
+            if send.fallback:
+                note += f"; fallback {', '.join(send.fallback)}"
+            return StepDoc("send", f"send {channels}: {send.template}", note)
         who = ", ".join(send.to)
-        return StepDoc("send", f"send to {who} by {channels}: {send.template}", "to the team")
+        note = "to the team"
+        if send.unless == "read":
+            note += "; not sent if an in-app item this run sent was read"
+        return StepDoc("send", f"send to {who} by {channels}: {send.template}", note)
     return StepDoc("emit", f"emit {step.emit}", "once the message before it was delivered")
 
 

@@ -34,6 +34,7 @@ REASONS: dict[str, str] = {
     "no_address": "the customer has no address for this channel",
     "invalid_address": "the address cannot be normalised",
     "duplicate_contact": "the contact's phone or email belongs to another contact",
+    "read": "an in-app item the flow run sent earlier was read: no escalation",
 }
 
 
@@ -107,7 +108,7 @@ def _flows(table: TableIndex, raw: Any, moment: datetime) -> list[Delivery]:
         return []
     from dataclasses import replace
 
-    from clarion.runtime import Policy, Runtime, SQLiteStore
+    from clarion.runtime import Policy, Runtime, SQLiteStore, quiet
     from clarion.runtime.flows import plan_send, state_of
     from clarion.runtime.planner import Delivery
 
@@ -130,6 +131,9 @@ def _flows(table: TableIndex, raw: Any, moment: datetime) -> list[Delivery]:
                     reason=row["reason"],
                     source="flow",
                     detail=row["detail"],
+                    due_at=datetime.fromtimestamp(row["due_at"], UTC)
+                    if row["status"] == "pending" and row["reason"] == "quiet_hours"
+                    else None,
                 )
             )
         for run in store.active_runs():
@@ -142,8 +146,14 @@ def _flows(table: TableIndex, raw: Any, moment: datetime) -> list[Delivery]:
             stored = store.contact(run["contact_id"]) if run["contact_id"] else None
             contact = state_of(stored[0]) if stored else None
             when = datetime.fromtimestamp(run["due_at"], UTC)
-            for d in plan_send(table, send, contact, str(raw.get("type"))):
-                note = f"scheduled {_iso(when)} by flow {run['flow']}"
+            planned = plan_send(table, send, contact, str(raw.get("type")))
+            planned = quiet.hold(table, planned, str(raw.get("type")), contact, when)
+            for d in planned:
+                note = f"scheduled {_iso(d.due_at or when)} by flow {run['flow']}"
+                if d.detail:
+                    note += f"; {d.detail}"
+                if send.unless == "read":
+                    note += "; unless an in-app item this run sent is read by then"
                 out.append(
                     replace(
                         d,
@@ -198,7 +208,7 @@ def _as_json(
                     "template": d.template,
                     "status": "scheduled" if _label(d) == "sched" else d.status,
                     "reason": d.reason,
-                    "detail": d.detail,
+                    "detail": _detail(d),
                     "source": d.source,
                 }
                 for d in deliveries
@@ -212,12 +222,24 @@ def _as_json(
 def _label(d: Delivery) -> str:
     if d.status != "planned":
         return "skip"
-    return "sched" if d.source.startswith("flow:") else "send"
+    held = d.due_at is not None  # quiet hours
+    return "sched" if d.source.startswith("flow:") or held else "send"
+
+
+def _detail(d: Delivery) -> str | None:
+    """The record's detail, and the fallback channels that would take a planned one's place."""
+    parts = [d.detail] if d.detail else []
+    if d.status == "planned" and d.fallback:
+        parts.append("if dead-lettered: " + ", then ".join(d.fallback))
+    return "; ".join(parts) or None
 
 
 def _why(d: Delivery) -> str:
-    if d.status == "planned" and d.source.startswith("flow:"):
-        return d.detail or ""
+    if d.status == "planned" and (d.source.startswith("flow:") or d.detail or d.fallback):
+        parts = [_detail(d) or ""]
+        if d.source.startswith("route:"):
+            parts.insert(0, f"via route {d.source.removeprefix('route:')}")
+        return "; ".join(parts)
     if d.status == "planned":
         return (
             f"via route {d.source.removeprefix('route:')}" if d.source.startswith("route:") else ""

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from clarion.check.addresses import normalize_email, normalize_phone
 from clarion.check.context import CheckContext, selector_key
-from clarion.check.models import AllExcept, Channel, EmitStep, Flow, SendStep, WaitStep
+from clarion.check.models import (
+    AllExcept,
+    Channel,
+    EmitStep,
+    Flow,
+    QuietHours,
+    SendStep,
+    WaitStep,
+)
 from clarion.check.models import Selector as SelectorSpec
 from clarion.check.templates import ADDRESS_KINDS, builtin_source
 from clarion.check.timing import parse_duration, parse_offset, parse_rate, parse_time_of_day
@@ -22,6 +30,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
             phone_region=defaults.phone_region,
             catch_up_seconds=parse_duration(defaults.catch_up) or 0,
             inbox_keep=defaults.inbox_keep,
+            quiet_hours=_quiet(defaults.quiet_hours),
         ),
         channels={name: _channel(channel) for name, channel in config.channels.items()},
         events={
@@ -60,6 +69,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
                 template=message.template,
                 enabled=message.enabled,
                 attach=message.attach,
+                fallback=list(message.fallback),
             )
             for name, message in config.customer_messages.items()
         },
@@ -138,6 +148,9 @@ def _targets(ctx: CheckContext) -> list[t.Target]:
                         url=entry.url,
                         enabled=entry.enabled,
                         events=cache[key],
+                        quiet_hours="off"
+                        if entry.quiet_hours is False
+                        else _quiet(entry.quiet_hours),
                     )
                 )
     return sorted(out, key=lambda target: target.id)
@@ -170,6 +183,8 @@ def _flow(flow: Flow) -> t.Flow:
                         to=send.to if send.to == "contact" else list(send.to),
                         channels=list(send.channels),
                         template=send.template,
+                        fallback=list(send.fallback) if send.to == "contact" else [],
+                        unless="read" if send.unless == "read" else None,
                     )
                 )
             )
@@ -183,6 +198,12 @@ def _flow(flow: Flow) -> t.Flow:
         cancel_on=sorted(set(flow.cancel_on)),
         steps=steps,
     )
+
+
+def _quiet(window: QuietHours | bool | None) -> t.QuietHours | None:
+    if not isinstance(window, QuietHours):
+        return None
+    return t.QuietHours(start=_hhmm(window.from_) or "", end=_hhmm(window.to) or "")
 
 
 def _hhmm(text: str | None) -> str | None:

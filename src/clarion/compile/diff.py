@@ -388,6 +388,10 @@ def _target_changed(out: TableDiff, before: t.Target, after: t.Target) -> None:
     if before.url != after.url:
         details.append("device URL changed")  # never printed: it may name a secret's place
         fields["url_changed"] = True
+    if before.quiet_hours != after.quiet_hours:
+        a, b = quiet_hours(before.quiet_hours), quiet_hours(after.quiet_hours)
+        details.append(f"quiet hours: {a} → {b}")
+        fields["quiet_hours"] = {"before": a, "after": b}
     if details:
         out.addresses.changed.append(Item(after.id, details, fields))
 
@@ -430,6 +434,8 @@ def _customer_messages(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable)
     for name in sorted(new.customer_messages.keys() - old.customer_messages.keys()):
         m = new.customer_messages[name]
         details = [f"on {_show(m.channels)}, template {m.template}"]
+        if m.fallback:
+            details.append(f"fallback {_show(m.fallback)}")
         if not m.enabled:
             details.append("switched off")
         section.added.append(Item(name, details, {"channels": m.channels, "enabled": m.enabled}))
@@ -458,8 +464,14 @@ def _customer_messages(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable)
         if a.channels != b.channels:
             fields["channels"] = {"before": a.channels, "after": b.channels}
         details += _field_changes(
-            (("template", a.template, b.template), ("attachment", a.attach, b.attach))
+            (
+                ("template", a.template, b.template),
+                ("attachment", a.attach, b.attach),
+                ("fallback", a.fallback, b.fallback),
+            )
         )
+        if a.fallback != b.fallback:
+            fields["fallback"] = {"before": a.fallback, "after": b.fallback}
         section.changed.append(Item(name, details, fields))
 
 
@@ -551,8 +563,14 @@ def describe_step(step: t.Step) -> str:
     if step.wait is not None:
         return describe_wait(step.wait)
     if step.send is not None:
-        to = "the contact" if step.send.to == "contact" else _show(step.send.to)
-        return f"send {step.send.template} to {to} on {_show(step.send.channels)}"
+        send = step.send
+        to = "the contact" if send.to == "contact" else _show(send.to)
+        text = f"send {send.template} to {to} on {_show(send.channels)}"
+        if send.fallback:
+            text += f", fallback {_show(send.fallback)}"
+        if send.unless == "read":
+            text += ", unless the in-app item was read"
+        return text
     return f"emit {step.emit}"
 
 
@@ -665,6 +683,15 @@ def _channels(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable) -> None:
             out.channels.changed.append(Item(name, details))
 
 
+def quiet_hours(window: t.QuietHours | str | None, unset: str = "(default)") -> str:
+    """`21:00-08:00`; `off` (an address with none); `(default)` (an address with no own)."""
+    if window is None:
+        return unset
+    if isinstance(window, str):
+        return window
+    return f"{window.start}-{window.end}"
+
+
 def _settings(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable) -> None:
     a, b = old.defaults, new.defaults
     rows: list[tuple[str, object, object]] = [
@@ -672,6 +699,7 @@ def _settings(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable) -> None:
         ("default locale", a.locale, b.locale),
         ("phone region", a.phone_region, b.phone_region),
         ("catch-up", duration(a.catch_up_seconds), duration(b.catch_up_seconds)),
+        ("quiet hours", quiet_hours(a.quiet_hours, "none"), quiet_hours(b.quiet_hours, "none")),
         ("unique contact fields", old.unique_contact_fields, new.unique_contact_fields),
     ]
     for label, x, y in rows:

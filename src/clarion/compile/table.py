@@ -7,15 +7,34 @@ dbt's manifest, and the runtime can load one with validation. No file paths, no 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 TABLE_FORMAT = "clarion.routing-table/1"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Keys added after the first release, left out of the JSON while unused: a config that does
+    # not use a feature compiles to the same bytes (and digest) as before the feature existed.
+    _omit_unused: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self._omit_unused and isinstance(data, dict):
+            for key in self._omit_unused:
+                if key in data and data[key] in (None, []):
+                    del data[key]
+        return data
+
+
+class QuietHours(_Model):
+    """A daily window, local times: deliveries planned inside it wait until `end`."""
+
+    start: str = Field(description="HH:MM the window opens (the config's `from`).")
+    end: str = Field(description="HH:MM the window closes (the config's `to`).")
 
 
 class Selector(_Model):
@@ -46,6 +65,9 @@ class Defaults(_Model):
     phone_region: str | None
     catch_up_seconds: int
     inbox_keep: int = 200
+    quiet_hours: QuietHours | None = None
+
+    _omit_unused = ("quiet_hours",)
 
 
 class Rate(_Model):
@@ -83,6 +105,11 @@ class Target(_Model):
     url: str | None
     enabled: bool
     events: Selector
+    quiet_hours: QuietHours | Literal["off"] | None = Field(
+        None, description="This address's own quiet hours, `off`, or None: the defaults'."
+    )
+
+    _omit_unused = ("quiet_hours",)
 
 
 class Recipient(_Model):
@@ -103,6 +130,11 @@ class CustomerMessage(_Model):
     template: str
     enabled: bool
     attach: str | None
+    fallback: list[str] = Field(
+        default_factory=list, description="Channels tried in order when one fails or is unusable."
+    )
+
+    _omit_unused = ("fallback",)
 
 
 class Wait(_Model):
@@ -118,6 +150,12 @@ class Send(_Model):
     to: Literal["contact"] | list[str]
     channels: list[str]
     template: str
+    fallback: list[str] = Field(default_factory=list)
+    unless: Literal["read"] | None = Field(
+        None, description="`read`: skipped when an in-app item the run sent was read."
+    )
+
+    _omit_unused = ("fallback", "unless")
 
 
 class Step(_Model):

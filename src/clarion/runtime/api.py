@@ -277,6 +277,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     if to is not None and row["kind"] in ("email", "phone"):
         to = mask(to)
     status = "planned" if row["status"] == "pending" else row["status"]
+    if row["status"] == "pending" and row["reason"] == "quiet_hours":
+        status = "scheduled"  # held for the end of quiet hours
     return {
         "id": row["id"],
         "recipient": row["recipient"],

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from jinja2 import TemplateError
@@ -28,7 +28,7 @@ from jinja2 import TemplateError
 from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
-from clarion.runtime import flows
+from clarion.runtime import fallback, flows
 from clarion.runtime.envelope import EventIn
 from clarion.runtime.ingest import accept_raw
 from clarion.runtime.planner import ContactState, template_context
@@ -55,6 +55,12 @@ class SendResult:
     result: str  # sent | failed | timeout | error
     error: str | None
     elapsed: float
+
+
+class Sender(Protocol):
+    """Hands one message to one provider URL: Apprise, or `clarion test`'s simulated providers."""
+
+    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult: ...
 
 
 class Secrets:
@@ -155,7 +161,7 @@ class Dispatcher:
         self,
         store: Store,
         table: Callable[[], TableIndex],
-        sender: AppriseSender | None,
+        sender: Sender | None,
         policy: Policy,
         *,
         clock: Callable[[], float] = time.time,
@@ -174,7 +180,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(policy.workers, thread_name_prefix="clarion-send")
         self._thread = threading.Thread(target=self._loop, name="clarion-dispatch", daemon=True)
         self._random = random.Random()
-        self._outcomes = _Outcomes(store, clock)
+        self._outcomes = _Outcomes(store, clock, table)
 
     def start(self) -> None:
         if self.store.single_process:
@@ -314,7 +320,7 @@ class Dispatcher:
             outcome = dataclasses.replace(
                 self._attempt(delivery), claimed_attempts=delivery.attempts
             )
-            recorded = self._outcomes.record(outcome)
+            recorded = self._outcomes.record(outcome, delivery)
             recorded.add_done_callback(functools.partial(self._recorded, delivery, outcome))
         except Exception:
             log.exception("delivery %s: could not record the outcome", delivery.id)
@@ -355,22 +361,35 @@ class Dispatcher:
             return Outcome(delivery.id, "sent", "sent", None, 0.0, inbox=inbox)
         if policy.dry_run or self.sender is None:
             return Outcome(delivery.id, "sent", "dry-run", None, 0.0)
-        urls = table.table.channels[delivery.channel].apprise
-        url = delivery.url or (urls[0] if urls else None)
-        if url is None:
+        channel = table.table.channels.get(delivery.channel)
+        urls = channel.apprise if channel is not None else []
+        providers = [delivery.url] if delivery.url else list(urls)
+        if not providers:
             return Outcome(delivery.id, "dead", "error", "the channel has no Apprise URL", 0.0)
         attach = self._attachments(table, delivery)
-        result = self.sender.send(url, delivery.to, message, attach)
-        if result.error and delivery.to and delivery.kind in ("email", "phone"):
-            # Provider errors often quote the address; logs and the API show it masked.
-            result = SendResult(
-                result.result, result.error.replace(delivery.to, mask(delivery.to)), result.elapsed
-            )
+        result, provider, failovers = self._failover(delivery, providers, message, attach)
+        where = None if delivery.url else provider
         if result.result == "sent":
-            return Outcome(delivery.id, "sent", "sent", None, result.elapsed)
+            return Outcome(
+                delivery.id,
+                "sent",
+                "sent",
+                None,
+                result.elapsed,
+                provider=where,
+                failovers=failovers,
+            )
         attempt = delivery.attempts + 1
         if attempt >= policy.max_attempts:
-            return Outcome(delivery.id, "dead", result.result, result.error, result.elapsed)
+            return Outcome(
+                delivery.id,
+                "dead",
+                result.result,
+                result.error,
+                result.elapsed,
+                provider=where,
+                failovers=failovers,
+            )
         delay = self._random.uniform(0, min(policy.backoff_cap, policy.backoff_base * 2**attempt))
         if result.result == "timeout" and delivery.kind == "phone":
             delay = max(delay, policy.phone_hold_seconds)
@@ -381,7 +400,33 @@ class Dispatcher:
             result.error,
             result.elapsed,
             next_due_at=self.clock() + delay,
+            provider=where,
+            failovers=failovers,
         )
+
+    def _failover(
+        self, delivery: ClaimedDelivery, providers: list[str], message: Message, attach: list[str]
+    ) -> tuple[SendResult, int, int]:
+        """Each provider URL in order until one takes the message: (last result, index of the
+        provider that gave it, how many times the next provider was tried). A timeout on a
+        phone channel stops there: the message may be on its way, and SMS costs twice."""
+        assert self.sender is not None
+        errors: list[str] = []
+        elapsed = 0.0
+        index = 0
+        for index, url in enumerate(providers):
+            result = self.sender.send(url, delivery.to, message, attach)
+            elapsed += result.elapsed
+            error = result.error
+            if error and delivery.to and delivery.kind in ("email", "phone"):
+                # Provider errors often quote the address; logs and the API show it masked.
+                error = error.replace(delivery.to, mask(delivery.to))
+            if result.result == "sent":
+                return SendResult("sent", None, elapsed), index, index
+            errors.append(f"provider {index}: {error}" if len(providers) > 1 else str(error))
+            if result.result == "timeout" and delivery.kind == "phone":
+                break
+        return SendResult(result.result, "; ".join(errors)[:1000], elapsed), index, index
 
     def _context(self, table: TableIndex, delivery: ClaimedDelivery) -> dict[str, Any]:
         context = dict(_event_context(table, delivery.envelope))
@@ -429,27 +474,38 @@ class _Outcomes:
     """Outcomes recorded together: those that finish while a write is waiting join it, so a
     burst of sends costs a few store jobs, not one each (on PostgreSQL, a few round trips)."""
 
-    def __init__(self, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float], table: Callable[[], TableIndex]
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._table = table
         self._lock = threading.Lock()
-        self._pending: list[Outcome] = []
+        self._pending: list[tuple[Outcome, ClaimedDelivery]] = []
         self._future: Future[None] | None = None
 
-    def record(self, outcome: Outcome) -> Future[None]:
+    def record(self, outcome: Outcome, delivery: ClaimedDelivery) -> Future[None]:
         """Resolves once the outcome is committed (with whatever joined it)."""
         with self._lock:
-            self._pending.append(outcome)
+            self._pending.append((outcome, delivery))
             if self._future is None:
                 job = functools.partial(self._write, batch=self._pending)
                 self._future = self._store.submit(job, durable=False)
             return self._future
 
-    def _write(self, tx: Tx, batch: list[Outcome]) -> None:
+    def _write(self, tx: Tx, batch: list[tuple[Outcome, ClaimedDelivery]]) -> None:
         with self._lock:
             if self._pending is batch:  # closed to newcomers; a store that reruns the job
                 self._pending, self._future = [], None  # (PostgreSQL) writes the same batch
-        tx.complete(batch, self._clock())
+        now = self._clock()
+        recorded = set(tx.complete([outcome for outcome, _ in batch], now))
+        for outcome, delivery in batch:
+            if outcome.status == "dead" and delivery.fallback and outcome.delivery_id in recorded:
+                try:
+                    with tx.savepoint():  # one fallback that fails leaves the others' outcomes
+                        fallback.after_dead(tx, self._table(), delivery, now)
+                except Exception:
+                    log.exception("delivery %s: its fallback could not be planned", delivery.id)
 
 
 def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:

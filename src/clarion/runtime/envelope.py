@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 MAX_ID = 200
 
@@ -31,6 +38,28 @@ class Device(_Model):
     url: Text = Field(min_length=1, max_length=2000, description="The device's Apprise URL.")
 
 
+_HHMM = r"^([01]?\d|2[0-3]):[0-5]\d$"
+
+
+class QuietHoursIn(_Model):
+    """A contact's own quiet hours, local times in their time zone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    from_: str = Field(alias="from", pattern=_HHMM, description="HH:MM the window opens.")
+    to: str = Field(pattern=_HHMM, description="HH:MM the window closes.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHoursIn:
+        if _minutes(self.from_) == _minutes(self.to):
+            raise ValueError("quiet hours must end at another time than they start")
+        return self
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
 class ContactIn(_Model):
     """The customer an event is about."""
 
@@ -42,6 +71,11 @@ class ContactIn(_Model):
     timezone: Text | None = Field(None, max_length=64)
     consent: dict[str, bool] | None = Field(None, description="Consent changes, by channel.")
     devices: list[Device] | None = Field(None, max_length=20, description="Push devices.")
+    quiet_hours: QuietHoursIn | Literal[False] | None = Field(
+        None,
+        description="The contact's own quiet hours (`{from, to}`), or false for none; "
+        "replaces `defaults.quiet_hours` for them from this event on.",
+    )
 
 
 class EventIn(_Model):

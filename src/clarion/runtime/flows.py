@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from clarion.check.addresses import AddressError, normalize_email
 from clarion.check.rendering import render
 from clarion.check.timing import zone
 from clarion.compile.table import Flow, Send
+from clarion.runtime import quiet
 from clarion.runtime.envelope import EventIn, Rejection
 from clarion.runtime.planner import (
     ContactState,
@@ -136,10 +138,14 @@ def advance(
     while step < len(flow.steps):
         spec = flow.steps[step]
         if spec.send is not None:
-            rows = [
-                as_row(d, now, run.id, step)
-                for d in plan_send(table, spec.send, contact, event.type)
-            ]
+            read_at = tx.run_read_at(run.id) if spec.send.unless == "read" else None
+            planned = plan_send(table, spec.send, contact, event.type)
+            if read_at is not None:
+                note = f"an in-app item this run sent was read at {_iso(read_at)}"
+                planned = [_skipped(d, "read", note) for d in planned if d.reason != "fallback"]
+            else:
+                planned = quiet.hold(table, planned, event.type, contact, _moment(now))
+            rows = [as_row(d, now, run.id, step) for d in planned]
             tx.insert_deliveries(event.id, event.type, rows, now)
             step += 1
             continue
@@ -229,7 +235,7 @@ def plan_send(
     t = table.table
     out: list[Delivery] = []
     if send.to == "contact":
-        return to_contact(table, contact, send.channels, send.template, "flow")
+        return to_contact(table, contact, send.channels, send.template, "flow", send.fallback)
     for name in send.to:
         recipient = t.recipients.get(name)
         for target in table.targets_by_recipient.get(name, []):
@@ -261,6 +267,12 @@ def plan_send(
                 )
             )
     return out
+
+
+def _skipped(d: Delivery, reason: str, detail: str) -> Delivery:
+    if d.status == "skipped":
+        return d
+    return replace(d, status="skipped", reason=reason, detail=detail, fallback=())
 
 
 def _start_refused(flow: Flow, context: dict[str, Any]) -> str | None:
@@ -335,6 +347,8 @@ def _skip_sends(
         if send is None:
             continue
         for d in plan_send(table, send, contact, event_type):
+            if d.reason == "fallback":
+                continue  # it would only have replaced a channel that is skipped as well
             rows.append(
                 NewDelivery(
                     recipient=d.recipient,
@@ -378,7 +392,7 @@ def _emit(
     }
     if event.contact is not None:
         raw["contact"] = event.contact.model_dump(
-            mode="json", exclude_none=True, exclude={"consent"}
+            mode="json", exclude_none=True, by_alias=True, exclude={"consent"}
         )
     try:
         accept(tx, table, raw, now)
@@ -413,6 +427,7 @@ def state_of(row: ContactRow) -> ContactState:
         locale=row.locale,
         timezone=row.timezone,
         name=row.name,
+        quiet_hours=row.quiet_hours,
     )
 
 

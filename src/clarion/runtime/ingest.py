@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
-from clarion.runtime import flows
+from clarion.runtime import flows, quiet
 from clarion.runtime.envelope import EventIn, Rejection, parse_event, pointer
 from clarion.runtime.planner import ContactState, as_row, plan
 from clarion.runtime.store.base import ConsentChange, ContactRow, Tx
@@ -77,7 +77,7 @@ def check_event(
                     for c in unknown
                 ],
             )
-    given = event.model_dump(mode="json", exclude_none=True)
+    given = event.model_dump(mode="json", exclude_none=True, by_alias=True)
     text = json.dumps(given, sort_keys=True, separators=(",", ":"))
     return Checked(event, text, hashlib.sha256(text.encode()).hexdigest(), given)
 
@@ -209,6 +209,9 @@ def merge_contact(
         consent=consent,
         created_at=stored.created_at if stored else now,
         updated_at=now,
+        quiet_hours=keep(
+            quiet.stored_form(given.quiet_hours), stored.quiet_hours if stored else None
+        ),
     )
     state = ContactState(
         id=row.id,
@@ -221,5 +224,6 @@ def merge_contact(
         locale=row.locale,
         timezone=row.timezone,
         name=row.name,
+        quiet_hours=row.quiet_hours,
     )
     return row, changes, state

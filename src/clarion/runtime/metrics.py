@@ -45,6 +45,12 @@ class Metrics:
             ["channel", "status"],
             registry=self.registry,
         )
+        self.failovers = Counter(
+            "clarion_failovers",
+            "Sends handed to a channel's next provider URL because one failed.",
+            ["channel"],
+            registry=self.registry,
+        )
         self.dispatch_seconds = Histogram(
             "clarion_dispatch_duration_seconds",
             "Time to hand a message to its provider.",

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from clarion.check.addresses import mask
+from clarion.runtime import quiet
 from clarion.runtime.answers import error, iso
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.base import ConsentChange, Tx
@@ -150,6 +151,7 @@ def add_people_routes(
                 "phone": show(row.phone_norm or row.phone) if row.phone else None,
                 "locale": row.locale,
                 "timezone": row.timezone,
+                "quiet_hours": quiet.shown(row.quiet_hours),
                 "devices": [name for name, _ in row.devices],
                 "consent": dict(sorted(row.consent.items())),
                 "history": [

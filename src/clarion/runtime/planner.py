@@ -7,8 +7,8 @@ Every candidate is recorded: planned, or skipped with a reason code from scenari
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +16,7 @@ from jinja2 import TemplateError
 
 from clarion.check.rendering import environment
 from clarion.compile.table import Route, Target
+from clarion.runtime import quiet
 from clarion.runtime.envelope import EventIn
 from clarion.runtime.store.base import NewDelivery
 from clarion.runtime.tableindex import TableIndex
@@ -37,6 +38,7 @@ class ContactState:
     locale: str | None = None
     timezone: str | None = None
     name: str | None = None
+    quiet_hours: str | None = None  # the contact's own: JSON `{from, to}`, "off", or None
 
     def as_template_value(self) -> dict[str, Any]:
         value: dict[str, Any] = {"id": self.id}
@@ -63,6 +65,8 @@ class Delivery:
     timezone: str = "UTC"
     source: str = "team"  # team | route:<name> | customer
     detail: str | None = None
+    due_at: datetime | None = None  # later than now: held (quiet hours)
+    fallback: tuple[str, ...] = ()  # channels that take this one's place if it dies, in order
 
 
 def template_context(
@@ -115,7 +119,7 @@ def plan(
     spec = table.table.events[event.type]
     deliveries = _team(table, event, spec.category, contact)
     deliveries += _customer(table, event.type, contact)
-    return deliveries
+    return quiet.hold(table, deliveries, event.type, contact, now)
 
 
 def _team(
@@ -224,7 +228,9 @@ def _customer(table: TableIndex, event_type: str, contact: ContactState | None) 
             )
             for channel in message.channels
         ]
-    return to_contact(table, contact, message.channels, message.template, "customer")
+    return to_contact(
+        table, contact, message.channels, message.template, "customer", message.fallback
+    )
 
 
 def _to_whom(
@@ -246,36 +252,63 @@ def to_contact(
     channels: list[str],
     template: str,
     source: str,
+    fallback: Sequence[str] = (),
 ) -> list[Delivery]:
     """A message to the customer: each of their addresses on each channel, planned when they
-    consent, or skipped with why (no contact, no or an invalid address, no consent)."""
+    consent, or skipped with why (no contact, no or an invalid address, no consent). A channel
+    that cannot be used is replaced by the first `fallback` channel that can (reason
+    `fallback`); a planned one carries the fallback channels left, for when it is dead-lettered."""
     common = _to_whom(table, contact, template, source)
     out: list[Delivery] = []
+    spare = list(fallback)
     for channel in channels:
-        kind = table.table.channels[channel].address
-        if contact is None:
-            problem: str | None = "no_address"
-            addresses: list[tuple[str, str | None]] = []
-        else:
-            addresses, problem = customer_addresses(contact, kind)
-        if problem is not None:
-            out.append(
-                Delivery(
-                    channel=channel, kind=kind, to=None, status="skipped", reason=problem, **common
-                )
-            )
+        found = on_channel(table, contact, channel, common)
+        if any(d.status == "planned" for d in found):
+            out.extend(replace(d, fallback=tuple(spare)) for d in found)
             continue
-        assert contact is not None
-        consented = contact.consent.get(channel, False)
-        status: Status = "planned" if consented else "skipped"
-        reason = None if consented else "no_consent"
-        out.extend(
-            Delivery(
-                channel=channel, kind=kind, to=to, url=url, status=status, reason=reason, **common
-            )
-            for to, url in addresses
-        )
+        out.extend(found)
+        why = f"{found[0].reason}" if found else "no_address"
+        while spare:
+            other = spare.pop(0)
+            candidates = on_channel(table, contact, other, common)
+            if any(d.status == "planned" for d in candidates):
+                note = f"{other} replaces {channel} ({why})"
+                out.extend(
+                    replace(d, reason="fallback", detail=note, fallback=tuple(spare))
+                    if d.status == "planned"
+                    else d
+                    for d in candidates
+                )
+                break
+            out.extend(candidates)
+            why += f"; {other}: {candidates[0].reason if candidates else 'no_address'}"
     return out
+
+
+def on_channel(
+    table: TableIndex, contact: ContactState | None, channel: str, common: dict[str, Any]
+) -> list[Delivery]:
+    """The customer's deliveries on one channel: planned, or skipped with why."""
+    kind = table.table.channels[channel].address
+    if contact is None:
+        problem: str | None = "no_address"
+        addresses: list[tuple[str, str | None]] = []
+    else:
+        addresses, problem = customer_addresses(contact, kind)
+    if problem is not None:
+        return [
+            Delivery(
+                channel=channel, kind=kind, to=None, status="skipped", reason=problem, **common
+            )
+        ]
+    assert contact is not None
+    consented = contact.consent.get(channel, False)
+    status: Status = "planned" if consented else "skipped"
+    reason = None if consented else "no_consent"
+    return [
+        Delivery(channel=channel, kind=kind, to=to, url=url, status=status, reason=reason, **common)
+        for to, url in addresses
+    ]
 
 
 def customer_addresses(
@@ -301,6 +334,7 @@ def as_row(
 ) -> NewDelivery:
     """A planned or skipped delivery as the store keeps it: planned ones are due now."""
     pending = d.status == "planned"
+    due = (d.due_at.timestamp() if d.due_at is not None else now) if pending else None
     return NewDelivery(
         recipient=d.recipient,
         channel=d.channel,
@@ -314,8 +348,9 @@ def as_row(
         locale=d.locale,
         timezone=d.timezone,
         source=d.source,
-        due_at=now if pending else None,
+        due_at=due,
         detail=d.detail,
         run_id=run_id,
         step=step,
+        fallback=d.fallback,
     )

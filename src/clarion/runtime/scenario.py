@@ -3,24 +3,27 @@ a simulated clock, with every delivery recorded instead of sent."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
+from clarion.check.rendering import Message
 from clarion.check.schema import dotted
 from clarion.check.timing import parse_duration
 from clarion.diagnostics import Diagnostic, Location, did_you_mean
 from clarion.load import Document
 from clarion.load.reader import read_file
-from clarion.runtime.dispatch import Policy
+from clarion.runtime.dispatch import Policy, SendResult
 from clarion.runtime.schedule import iso
 from clarion.runtime.service import Runtime
+from clarion.runtime.store.base import Tx
 from clarion.runtime.store.sqlite import SQLiteStore
 from clarion.runtime.tableindex import TableIndex
 
@@ -60,12 +63,19 @@ class Rejected(_Model):
     code: str
 
 
+ProviderState = Literal["up", "down"]
+
+
 class Step(_Model):
     event: dict[str, Any] | None = None
     advance: str | None = None
     expect: list[Expected] | None = None
     expect_skipped: list[Expected] | None = None
     expect_rejected: Rejected | None = None
+    # Mark every in-app item of this team recipient read, now (escalations: `unless: read`).
+    read: str | None = None
+    # Channel -> `down`/`up` for all its providers, or one state per provider URL, in order.
+    providers: dict[str, ProviderState | list[ProviderState]] | None = None
 
 
 class ScenarioSpec(_Model):
@@ -134,8 +144,7 @@ def load_scenario(path: Path, display: str) -> Scenario | list[Diagnostic]:
             problems.append(
                 Diagnostic(
                     "CL701",
-                    f"step {index + 1} must have exactly one of event, advance, "
-                    "expect, expect_skipped, expect_rejected",
+                    f"step {index + 1} must have exactly one of " + ", ".join(_STEP_KINDS),
                     document.locate(("steps", index)),
                 )
             )
@@ -163,7 +172,7 @@ def load_scenario(path: Path, display: str) -> Scenario | list[Diagnostic]:
     return Scenario(display, spec, document)
 
 
-_STEP_KINDS = ("event", "advance", "expect", "expect_skipped", "expect_rejected")
+_STEP_KINDS = tuple(Step.model_fields)
 
 
 def _shape_problem(document: Document, error: Any) -> Diagnostic:
@@ -208,6 +217,28 @@ def parse_advance(text: str) -> Callable[[datetime], datetime] | None:
     return None
 
 
+class SimulatedProviders:
+    """The scenario's providers: every send succeeds unless a `providers` step took the
+    channel's provider (by its index in the channel's `apprise` list) down. Nothing leaves."""
+
+    def __init__(self, table: TableIndex) -> None:
+        self.where: dict[str, tuple[str, int]] = {}
+        for name, channel in sorted(table.table.channels.items()):
+            for index, url in enumerate(channel.apprise):
+                self.where.setdefault(url, (name, index))
+        self.down: set[tuple[str, int]] = set()
+
+    def set(self, channel: str, states: ProviderState | list[ProviderState], count: int) -> None:
+        given = states if isinstance(states, list) else [states] * max(count, 1)
+        for index, state in enumerate(given):
+            (self.down.add if state == "down" else self.down.discard)((channel, index))
+
+    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
+        if self.where.get(url) in self.down:
+            return SendResult("failed", "the provider is down (scenario)", 0.0)
+        return SendResult("sent", None, 0.0)
+
+
 class SimulatedClock:
     def __init__(self, start: datetime) -> None:
         self.moment = start.timestamp()
@@ -226,7 +257,8 @@ def run_scenario(table: TableIndex, scenario: Scenario, store: SQLiteStore | Non
     assert start is not None
     clock = SimulatedClock(start)
     store = store if store is not None else SQLiteStore(None)
-    runtime = Runtime(table, store, Policy(dry_run=True, workers=1), clock=clock)
+    providers = SimulatedProviders(table)
+    runtime = Runtime(table, store, Policy(workers=1), clock=clock, sender=providers)
     failures: list[Failure] = []
     seen_sent: set[int] = set()
     seen_skipped: set[int] = set()
@@ -245,6 +277,18 @@ def run_scenario(table: TableIndex, scenario: Scenario, store: SQLiteStore | Non
                 _advance(
                     runtime, store, clock, move(datetime.fromtimestamp(clock(), UTC)).timestamp()
                 )
+            elif step.read is not None:
+                store.write(functools.partial(_mark_read, recipient=step.read, now=clock()))
+                runtime.dispatcher.run_pending()
+            elif step.providers is not None:
+                for name, states in step.providers.items():
+                    channel = table.table.channels.get(name)
+                    if channel is None:
+                        failures.append(
+                            Failure(index + 1, "providers", f"unknown channel {name!r}", where)
+                        )
+                        continue
+                    providers.set(name, states, len(channel.apprise))
             elif step.expect is not None:
                 actual = [
                     r for r in _records(store) if r["status"] == "sent" and r["id"] not in seen_sent
@@ -279,6 +323,10 @@ def run_scenario(table: TableIndex, scenario: Scenario, store: SQLiteStore | Non
     finally:
         runtime.stop(timeout=5)
     return Result(scenario.file, spec.name, failures, _time.perf_counter() - began)
+
+
+def _mark_read(tx: Tx, recipient: str, now: float) -> int:
+    return tx.mark_read(recipient, None, now)
 
 
 def _advance(runtime: Runtime, store: SQLiteStore, clock: SimulatedClock, target: float) -> None:

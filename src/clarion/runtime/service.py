@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from clarion.check.addresses import mask
-from clarion.runtime.dispatch import AppriseSender, Dispatcher, Policy, Secrets
+from clarion.runtime.dispatch import AppriseSender, Dispatcher, Policy, Secrets, Sender
 from clarion.runtime.envelope import Rejection
 from clarion.runtime.inbox import InboxHub
 from clarion.runtime.ingest import Checked, accept, check_event
@@ -43,6 +43,7 @@ class Runtime:
         *,
         source: TableSource | None = None,
         clock: Callable[[], float] = time.time,
+        sender: Sender | None = None,
     ) -> None:
         self._table = table
         self.store = store
@@ -51,8 +52,10 @@ class Runtime:
         self.clock = clock
         self.metrics = Metrics(lambda: store.stats(clock()))
         self.metrics.serving(table.digest)
-        self._secrets = Secrets({} if policy.dry_run else resolve(table.table))
-        sender = None if policy.dry_run else AppriseSender(self._secrets)
+        simulated = sender is not None
+        self._secrets = Secrets({} if policy.dry_run or simulated else resolve(table.table))
+        if sender is None and not policy.dry_run:
+            sender = AppriseSender(self._secrets)
         self.dispatcher = Dispatcher(
             store, self.table, sender, policy, clock=clock, on_outcome=self._count
         )
@@ -186,6 +189,8 @@ class Runtime:
             log.error("dead letter: no more attempts", extra={**fields, "error": outcome.error})
         else:
             log.warning("send failed; will retry", extra={**fields, "error": outcome.error})
+        if outcome.failovers:
+            self.metrics.failovers.labels(channel=delivery.channel).inc(outcome.failovers)
         if outcome.elapsed:
             self.metrics.dispatch_seconds.labels(channel=delivery.channel).observe(outcome.elapsed)
 

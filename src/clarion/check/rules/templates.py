@@ -43,7 +43,7 @@ def uses(ctx: CheckContext) -> list[Use]:
         for channel in sorted(ctx.team_reach.get(event_name, set())):
             out.append(Use(name, channel, event_name, path, False, True))
     for event_name, message in sorted(config.customer_messages.items()):
-        for channel in message.channels:
+        for channel in [*message.channels, *message.fallback]:
             path = ("customer_messages", event_name, "template")
             out.append(Use(message.template, channel, event_name, path, True, False))
     for flow_name, flow in sorted(config.flows.items()):
@@ -51,7 +51,7 @@ def uses(ctx: CheckContext) -> list[Use]:
             if isinstance(step, SendStep):
                 path = ("flows", flow_name, "steps", index, "send", "template")
                 team = step.send.to != "contact"
-                for channel in step.send.channels:
+                for channel in [*step.send.channels, *step.send.fallback]:
                     out.append(Use(step.send.template, channel, flow.on, path, True, team))
     return out
 

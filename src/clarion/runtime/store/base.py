@@ -37,6 +37,9 @@ class ContactRow:
     consent: dict[str, bool]
     created_at: float
     updated_at: float
+    # The contact's own quiet hours: `{"from": "HH:MM", "to": "HH:MM"}` as JSON, `"off"`, or None
+    # (the table's defaults apply).
+    quiet_hours: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class NewDelivery:
     detail: str | None = None
     run_id: int | None = None
     step: int | None = None
+    fallback: Sequence[str] = ()  # channels that take this one's place if it dies, in order
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class ClaimedDelivery:
     timezone: str
     attempts: int
     envelope: str  # the event as accepted, JSON
+    source: str = "team"
+    run_id: int | None = None
+    step: int | None = None
+    fallback: tuple[str, ...] = ()  # channels that take this one's place if it dies, in order
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,8 @@ class Outcome:
     elapsed: float
     next_due_at: float | None = None
     inbox: dict[str, Any] | None = None  # title, body, link for an in-app delivery
+    provider: int | None = None  # index of the channel's provider URL that answered last
+    failovers: int = 0  # providers that failed before it, within this attempt
     # The attempts count the delivery had when claimed: an outcome that arrives after its lease
     # ran out and the delivery was released (and perhaps claimed again) is not recorded twice.
     claimed_attempts: int | None = None
@@ -165,7 +175,10 @@ class Tx(Protocol):
 
     def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[ClaimedDelivery]: ...
 
-    def complete(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        """Record each outcome; the ids of the deliveries recorded (a delivery whose lease ran
+        out, now another worker's, is left alone and not in the list)."""
+        ...
 
     def release_expired(
         self, now: float, phone_due: float, everything: bool = False
@@ -196,6 +209,10 @@ class Tx(Protocol):
     def claim_due_runs(self, now: float, limit: int, lease_seconds: float) -> list[RunRow]: ...
 
     def step_statuses(self, run_id: int, step: int) -> list[str]: ...
+
+    def run_read_at(self, run_id: int) -> float | None:
+        """When an in-app item delivered by this flow run was first read; None: none was."""
+        ...
 
 
 class Store(Protocol):

@@ -174,8 +174,8 @@ class _PostgresTx(_SQLiteTx):
         self.notify.add((WORK, ""))
         return super().insert_run(flow, key, event_id, contact_id, now)
 
-    def complete(self, outcomes: Sequence[Outcome], now: float) -> None:
-        super().complete(outcomes, now)
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        recorded = super().complete(outcomes, now)
         for o in outcomes:
             if o.status != "sent":
                 self.notify.add((WORK, ""))
@@ -186,6 +186,7 @@ class _PostgresTx(_SQLiteTx):
                 ).fetchone()
                 if row is not None:
                     self.notify.add((INBOX, str(row[0])))
+        return recorded
 
 
 class PostgresStore(SQLiteStore):

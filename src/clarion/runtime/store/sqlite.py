@@ -155,6 +155,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX flow_runs_due ON flow_runs(due_at) WHERE status = 'active';
     CREATE INDEX flow_runs_key ON flow_runs(flow, key) WHERE status = 'active';
     """,
+    # 3: pacing. A contact's own quiet hours; which provider URL of a channel answered an
+    # attempt; the fallback channels a delivery has left, in order (JSON list).
+    """
+    ALTER TABLE contacts ADD COLUMN quiet_hours TEXT;
+    ALTER TABLE attempts ADD COLUMN provider INTEGER;
+    ALTER TABLE deliveries ADD COLUMN fallback TEXT;
+    """,
 ]
 
 _DELIVERY_COLUMNS = (
@@ -383,16 +390,23 @@ class SQLiteStore:
         names = [d[0] for d in cursor.description]
         deliveries = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         attempts = conn.execute(
-            "SELECT delivery_id, number, at, result, elapsed, error FROM attempts "
+            "SELECT delivery_id, number, at, result, elapsed, error, provider FROM attempts "
             "WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?) "
             "ORDER BY delivery_id, number",
             (event_id,),
         ).fetchall()
         by_delivery: dict[int, list[dict[str, Any]]] = {}
-        for delivery_id, number, at, result, elapsed, error in attempts:
-            by_delivery.setdefault(delivery_id, []).append(
-                {"number": number, "at": at, "result": result, "elapsed": elapsed, "error": error}
-            )
+        for delivery_id, number, at, result, elapsed, error, provider in attempts:
+            item = {
+                "number": number,
+                "at": at,
+                "result": result,
+                "elapsed": elapsed,
+                "error": error,
+            }
+            if provider is not None:
+                item["provider"] = provider
+            by_delivery.setdefault(delivery_id, []).append(item)
         for delivery in deliveries:
             delivery["attempt_log"] = by_delivery.get(delivery["id"], [])
         runs = [
@@ -495,7 +509,7 @@ class SQLiteStore:
 def _read_contact(conn: sqlite3.Connection, contact_id: str) -> ContactRow | None:
     row = conn.execute(
         "SELECT id, email, phone, email_norm, phone_norm, name, locale, timezone, devices, "
-        "created_at, updated_at FROM contacts WHERE id = ?",
+        "created_at, updated_at, quiet_hours FROM contacts WHERE id = ?",
         (contact_id,),
     ).fetchone()
     if row is None:
@@ -520,6 +534,7 @@ def _read_contact(conn: sqlite3.Connection, contact_id: str) -> ContactRow | Non
         consent,
         row[9],
         row[10],
+        row[11],
     )
 
 
@@ -601,8 +616,8 @@ class _SQLiteTx:
         self.conn.executemany(
             "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
             "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
-            "created_at, updated_at, run_id, step) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, updated_at, run_id, step, fallback) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     event_id,
@@ -625,6 +640,7 @@ class _SQLiteTx:
                     now,
                     r.run_id,
                     r.step,
+                    json.dumps(list(r.fallback)) if r.fallback else None,
                 )
                 for event_id, event_type, r in rows
             ],
@@ -644,11 +660,13 @@ class _SQLiteTx:
         devices = json.dumps([{"device": d, "url": u} for d, u in row.devices])
         self.conn.execute(
             "INSERT INTO contacts (id, email, phone, email_norm, phone_norm, name, locale, "
-            "timezone, devices, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "timezone, devices, created_at, updated_at, quiet_hours) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET email = excluded.email, phone = excluded.phone, "
             "email_norm = excluded.email_norm, phone_norm = excluded.phone_norm, "
             "name = excluded.name, locale = excluded.locale, timezone = excluded.timezone, "
-            "devices = excluded.devices, updated_at = excluded.updated_at",
+            "devices = excluded.devices, updated_at = excluded.updated_at, "
+            "quiet_hours = excluded.quiet_hours",
             (
                 row.id,
                 row.email,
@@ -661,6 +679,7 @@ class _SQLiteTx:
                 devices,
                 row.created_at,
                 row.updated_at,
+                row.quiet_hours,
             ),
         )
         self.change_consent(row.id, changes)
@@ -686,7 +705,7 @@ class _SQLiteTx:
             "AND due_at <= ? ORDER BY due_at, id LIMIT ?"
             f"{self.SKIP_LOCKED}) "
             "RETURNING id, event_id, event_type, recipient, channel, kind, address, url, "
-            "template, locale, timezone, attempts",
+            "template, locale, timezone, attempts, source, run_id, step, fallback",
             (now + lease_seconds, now, now, limit),
         ).fetchall()
         if not rows:
@@ -713,12 +732,18 @@ class _SQLiteTx:
                 timezone=r[10],
                 attempts=r[11],
                 envelope=envelopes[r[1]],
+                source=r[12],
+                run_id=r[13],
+                step=r[14],
+                fallback=tuple(json.loads(r[15])) if r[15] else (),
             )
             for r in rows
         ]
         return sorted(claimed, key=lambda c: c.id)
 
-    def complete(self, outcomes: Sequence[Outcome], now: float) -> None:
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> list[int]:
+        """Record the outcomes; the ids of the deliveries recorded (an outcome whose lease ran
+        out, the delivery released and perhaps claimed again, is not)."""
         updated = self.update_each(
             "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, "
             "due_at = COALESCE(?, due_at), last_error = ?, updated_at = ?, "
@@ -739,13 +764,17 @@ class _SQLiteTx:
                 for o in outcomes
             ],
         )
+        recorded: list[int] = []
         attempts, parked = [], []
         for o, number in zip(outcomes, updated, strict=True):
             if number is None:
                 continue  # the lease expired and another worker has it now
+            recorded.append(o.delivery_id)
             if o.status in ("sent", "dead") and number[4] is not None:
                 parked.append((now, number[4]))
-            attempts.append((o.delivery_id, number[0], now, o.result, o.elapsed, o.error))
+            attempts.append(
+                (o.delivery_id, number[0], now, o.result, o.elapsed, o.error, o.provider)
+            )
             if o.inbox is not None and o.status == "sent":
                 self.conn.execute(
                     "INSERT INTO inbox (recipient, delivery_id, event_id, event_type, title, "
@@ -777,10 +806,11 @@ class _SQLiteTx:
             )
         if attempts:
             self.conn.executemany(
-                "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attempts (delivery_id, number, at, result, elapsed, error, "
+                "provider) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 attempts,
             )
+        return recorded
 
     def update_each(
         self, statement: str, rows: Sequence[Sequence[Any]]
@@ -892,6 +922,14 @@ class _SQLiteTx:
                 "SELECT status FROM deliveries WHERE run_id = ? AND step = ?", (run_id, step)
             )
         ]
+
+    def run_read_at(self, run_id: int) -> float | None:
+        row = self.conn.execute(
+            "SELECT MIN(inbox.read_at) FROM inbox JOIN deliveries "
+            "ON deliveries.id = inbox.delivery_id WHERE deliveries.run_id = ?",
+            (run_id,),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
 
 
 def now() -> float:

@@ -17,11 +17,13 @@
     no_address: "The customer has no address for this channel (or the event carried no contact).",
     invalid_address: "The address could not be understood: a malformed phone number or email address.",
     duplicate_contact: "The contact's phone or email belongs to another contact, and contacts must be unique.",
+    read: "Someone already read the in-app notification this flow sent earlier, so the escalation was not needed.",
   };
 
   const STATUS = {
     sent: "Sent",
     planned: "Planned",
+    scheduled: "Scheduled (quiet hours)",
     sending: "Sending",
     failed: "Failed, will retry",
     dead: "Failed",
