@@ -45,7 +45,21 @@ class Policy:
     backoff_base: float = 2.0
     backoff_cap: float = 600.0
     phone_hold_seconds: float = 900.0  # after an unknown outcome on SMS/WhatsApp
+    rate_wait_seconds: float = 1.0  # a worker waits this long for a rate slot, no longer
     dry_run: bool = False
+
+
+# Paces for providers that limit sends and that Apprise does not pace for us (we switch its
+# pacing off), per channel and scheme, as (count, seconds). Sources in docs/config.md; a
+# channel's own `rate:` replaces these.
+PROVIDER_RATES: dict[str, tuple[int, int]] = {
+    "twilio": (1, 1),  # 1 message per second per long-code sender number
+    "vonage": (30, 1),  # 30 API requests per second per account
+    "nexmo": (30, 1),  # the same provider under its old scheme
+    "whatsapp": (80, 1),  # Cloud API: 80 messages per second per business number
+    "tgram": (30, 1),  # Telegram bots: about 30 messages per second
+    "slack": (1, 1),  # incoming webhooks: 1 message per second
+}
 
 
 @dataclass(frozen=True)
@@ -172,6 +186,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(policy.workers, thread_name_prefix="clarion-send")
         self._thread = threading.Thread(target=self._loop, name="clarion-dispatch", daemon=True)
         self._random = random.Random()
+        self.released = 0  # claimed deliveries given back unsent at stop
 
     def start(self) -> None:
         if self.store.single_process:
@@ -191,13 +206,21 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming, let sends in flight finish (and be recorded), within `timeout`."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop claiming; let sends in flight finish and be recorded, within `timeout`. A claimed
+        delivery whose send has not begun is given back unsent (no attempt counted). Returns
+        False when sends were still in flight at the deadline: their outcome is unknown, and
+        the next start queues them again as interrupted."""
+        deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        while not self.idle and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Not wait=True: a send stuck past the deadline must not hold the process.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return self.idle
 
     @property
     def idle(self) -> bool:
@@ -300,6 +323,11 @@ class Dispatcher:
 
     def _deliver(self, delivery: ClaimedDelivery) -> None:
         try:
+            if self._stopping.is_set():
+                self._give_back(delivery)  # claimed as the stop came: never begun
+                return
+            if not self._wait_for_slot(delivery):
+                return
             outcome = self._attempt(delivery)
             job = functools.partial(_complete, outcome=outcome, now=self.clock())
             self.store.write(job, durable=False)
@@ -311,6 +339,55 @@ class Dispatcher:
             with self._lock:
                 self._inflight -= 1
             self._wake.set()
+
+    def _wait_for_slot(self, delivery: ClaimedDelivery) -> bool:
+        """Hold the send until its channel's rate allows it. True: send now. False: it was
+        given back (stopping, or no slot within `rate_wait_seconds`: due again at the slot)."""
+        rate = self._rate(delivery)
+        if rate is None:
+            return True
+        key, count, per = rate
+        now = self.clock()
+        slot = self.store.write(
+            functools.partial(
+                _take_slot,
+                key=key,
+                count=count,
+                per=per,
+                now=now,
+                horizon=self.policy.rate_wait_seconds,
+            ),
+            durable=False,
+        )
+        if slot - now > self.policy.rate_wait_seconds:
+            self._give_back(delivery, due_at=slot)
+            return False
+        if slot > now and self._stopping.wait(slot - now):
+            self._give_back(delivery)
+            return False
+        return True
+
+    def _give_back(self, delivery: ClaimedDelivery, due_at: float | None = None) -> None:
+        job = functools.partial(_unclaim, ids=[delivery.id], now=self.clock(), due_at=due_at)
+        self.store.write(job, durable=False)
+        if due_at is None:
+            with self._lock:
+                self.released += 1
+
+    def _rate(self, delivery: ClaimedDelivery) -> tuple[str, int, float] | None:
+        if delivery.kind == "inbox" or self.policy.dry_run or self.sender is None:
+            return None
+        channel = self.table().table.channels.get(delivery.channel)
+        if channel is None:
+            return None
+        if channel.rate is not None:
+            return f"channel:{delivery.channel}", channel.rate.count, channel.rate.per_seconds
+        url = delivery.url or (channel.apprise[0] if channel.apprise else "")
+        scheme = url.split("://", 1)[0].lower()
+        default = PROVIDER_RATES.get(scheme)
+        if default is None:
+            return None
+        return f"channel:{delivery.channel}:{scheme}", default[0], default[1]
 
     def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
         policy = self.policy
@@ -400,6 +477,14 @@ def _release_all(tx: Tx, now: float, phone_due: float) -> list[tuple[int, str]]:
 
 def _claim(tx: Tx, now: float, limit: int, lease: float) -> list[ClaimedDelivery]:
     return tx.claim_due(now, limit, lease)
+
+
+def _unclaim(tx: Tx, ids: list[int], now: float, due_at: float | None) -> int:
+    return tx.unclaim(ids, now, due_at)
+
+
+def _take_slot(tx: Tx, key: str, count: int, per: float, now: float, horizon: float) -> float:
+    return tx.take_slot(key, count, per, now, horizon)
 
 
 def _complete(tx: Tx, outcome: Outcome, now: float) -> None:

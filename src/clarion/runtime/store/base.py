@@ -161,6 +161,25 @@ class Tx(Protocol):
         self, now: float, phone_due: float, everything: bool = False
     ) -> list[tuple[int, str]]: ...
 
+    def unclaim(self, delivery_ids: Sequence[int], now: float, due_at: float | None = None) -> int:
+        """Give back claimed deliveries whose send never began (the sidecar is stopping, or the
+        channel's rate has no slot soon): status back to `pending` (`failed` when tried before),
+        lease cleared, `due_at` moved to `due_at` when given, `attempts` unchanged and no
+        attempt row: nothing was sent. Only rows still `sending`. Returns how many."""
+        ...
+
+    def take_slot(
+        self, key: str, count: int, per_seconds: float, now: float, horizon: float
+    ) -> float:
+        """The rate `count` per `per_seconds` named `key` (a channel and provider): sends are
+        spaced `per_seconds / count` apart, across every worker and, in a shared store, every
+        sidecar. Returns the time of the next free slot; when it is within `horizon` of `now`
+        it is reserved for the caller (the key's row moves one spacing on), otherwise nothing
+        is reserved and the caller tries again then. An unused slot is not saved up: no burst
+        after an idle spell. One row per key, read and moved in one transaction (PostgreSQL:
+        `SELECT ... FOR UPDATE`, or `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`)."""
+        ...
+
     def envelope(self, event_id: str) -> str | None: ...
 
     def mark_read(self, recipient: str, ids: Sequence[int] | None, now: float) -> int: ...
@@ -213,5 +232,10 @@ class Store(Protocol):
     def unread_count(self, recipient: str) -> int: ...
 
     def ping(self) -> None: ...
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless a durable write commits now (disk full, read-only file,
+        database down): what `/readyz` asks before it says ready."""
+        ...
 
     def close(self) -> None: ...
