@@ -9,6 +9,7 @@ so phone channels (SMS, WhatsApp: a duplicate costs money and trust) are not ret
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -129,11 +130,21 @@ class AppriseSender:
                     self._objects[url] = found
         return found
 
-    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
-        start = time.perf_counter()
+    def _resolve(self, url: str, to: str | None) -> str:
         resolved = self.secrets.fill(url)
         if to is not None:
             resolved = resolved.replace("{to}", quote(to, safe="@+"))
+        return resolved
+
+    def prepare(self, url: str, to: str | None) -> None:
+        """Build the target's plugin object now, so that a paced send leaves on its slot and
+        not a plugin discovery later. A URL Apprise refuses is reported by `send`."""
+        with contextlib.suppress(Exception):
+            self._object(self._resolve(url, to))
+
+    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
+        start = time.perf_counter()
+        resolved = self._resolve(url, to)
         self._capture.local.lines = []
         try:
             target = self._object(resolved)
@@ -326,9 +337,9 @@ class Dispatcher:
             if self._stopping.is_set():
                 self._give_back(delivery)  # claimed as the stop came: never begun
                 return
-            if not self._wait_for_slot(delivery):
-                return
             outcome = self._attempt(delivery)
+            if outcome is None:
+                return  # given back unsent (see _wait_for_slot)
             job = functools.partial(_complete, outcome=outcome, now=self.clock())
             self.store.write(job, durable=False)
             if self.on_outcome is not None:
@@ -389,7 +400,7 @@ class Dispatcher:
             return None
         return f"channel:{delivery.channel}:{scheme}", default[0], default[1]
 
-    def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
+    def _attempt(self, delivery: ClaimedDelivery) -> Outcome | None:
         policy = self.policy
         if delivery.attempts >= policy.max_attempts:
             return Outcome(delivery.id, "dead", "error", "no attempts left", 0.0)
@@ -414,6 +425,9 @@ class Dispatcher:
         if url is None:
             return Outcome(delivery.id, "dead", "error", "the channel has no Apprise URL", 0.0)
         attach = self._attachments(table, delivery)
+        self.sender.prepare(url, delivery.to)
+        if not self._wait_for_slot(delivery):
+            return None
         result = self.sender.send(url, delivery.to, message, attach)
         if result.error and delivery.to and delivery.kind in ("email", "phone"):
             # Provider errors often quote the address; logs and the API show it masked.
