@@ -19,6 +19,7 @@ def rated_config(folder: Path, http: HttpSink, rate: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "c.yaml").write_text(
         "version: 1\n"
+        "defaults: {allow_private_targets: true}\n"  # the sink is on loopback
         "events:\n"
         "  tick: {description: A tick, data: {type: object}, example: {}}\n"
         f"channels: {{push: {{address: url, rate: {rate}}}}}\n"

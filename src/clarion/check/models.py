@@ -84,6 +84,14 @@ class Defaults(_Model):
         description="How late a flow step that fell due while the runtime was down is still sent.",
         examples=["1h", "30m"],
     )
+    allow_private_targets: bool = Field(
+        False,
+        title="Allow private targets",
+        description="True lets webhook (json://, form://, xml://) and push URLs reach loopback, "
+        "private, link-local and cloud metadata addresses; by default such sends are refused "
+        "(CL306 at validate, a dead letter at run time).",
+        examples=[True],
+    )
 
 
 class Event(_Model):

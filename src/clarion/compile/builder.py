@@ -22,6 +22,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
             phone_region=defaults.phone_region,
             catch_up_seconds=parse_duration(defaults.catch_up) or 0,
             inbox_keep=defaults.inbox_keep,
+            allow_private_targets=defaults.allow_private_targets,
         ),
         channels={name: _channel(channel) for name, channel in config.channels.items()},
         events={

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 TABLE_FORMAT = "clarion.routing-table/1"
 
@@ -46,6 +46,16 @@ class Defaults(_Model):
     phone_region: str | None
     catch_up_seconds: int
     inbox_keep: int = 200
+    allow_private_targets: bool = False
+
+    @model_serializer(mode="wrap")
+    def _omit_when_off(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Absent means false: a config that does not set it keeps the digest it had before the
+        # key existed, so upgrading Clarion does not look like a change of config.
+        data: dict[str, Any] = handler(self)
+        if not data.get("allow_private_targets"):
+            data.pop("allow_private_targets", None)
+        return data
 
 
 class Rate(_Model):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from jinja2 import TemplateError
 from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
+from clarion.check.targets import guarded, not_public
 from clarion.runtime import flows
 from clarion.runtime.envelope import EventIn
 from clarion.runtime.ingest import accept_raw
@@ -65,7 +68,7 @@ PROVIDER_RATES: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class SendResult:
-    result: str  # sent | failed | timeout | error
+    result: str  # sent | failed | timeout | error | refused (a non-public address)
     error: str | None
     elapsed: float
 
@@ -101,6 +104,45 @@ class _ThreadLog(logging.Handler):
                 lines.append(record.getMessage())
             except Exception:
                 lines.append(str(record.msg))
+
+
+class _AddressGuard:
+    """Refuses non-public addresses to a guarded send, at the moment it connects.
+
+    Apprise's HTTP plugins go through requests and urllib3, which resolve every host (the URL's,
+    a redirect's, literal addresses too) with `socket.getaddrinfo` right before connecting to
+    exactly the addresses it returns. Checking those addresses, not a lookup of our own done
+    earlier, leaves a DNS-rebinding answer nothing to slip between the check and the connect.
+    The check is switched on per sending thread, for guarded sends only: email to a local relay
+    and the API's own lookups are untouched."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self._original = socket.getaddrinfo
+
+    def install(self) -> None:
+        if getattr(socket.getaddrinfo, "__self__", None) is not self:
+            socket.getaddrinfo = self.getaddrinfo
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        results = self._original(host, port, *args, **kwargs)
+        if getattr(self.local, "on", False):
+            for *_, sockaddr in results:
+                try:
+                    address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+                except ValueError:
+                    continue
+                kind = not_public(address)
+                if kind is not None:
+                    self.local.refused = (
+                        f"refused: {host} is {address}, a {kind} address "
+                        "(set defaults.allow_private_targets: true to allow)"
+                    )
+                    raise socket.gaierror(socket.EAI_NONAME, self.local.refused)
+        return results
+
+
+_GUARD = _AddressGuard()
 
 
 class AppriseSender:
@@ -142,10 +184,23 @@ class AppriseSender:
         with contextlib.suppress(Exception):
             self._object(self._resolve(url, to))
 
-    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
+    def send(
+        self,
+        url: str,
+        to: str | None,
+        message: Message,
+        attach: list[str],
+        *,
+        guard: bool = False,
+    ) -> SendResult:
+        """`guard`: refuse to connect to non-public addresses (see _AddressGuard)."""
         start = time.perf_counter()
         resolved = self._resolve(url, to)
         self._capture.local.lines = []
+        if guard:
+            _GUARD.install()
+        _GUARD.local.on = guard
+        _GUARD.local.refused = None
         try:
             target = self._object(resolved)
             kwargs: dict[str, Any] = {"body": message.body or " "}
@@ -159,9 +214,13 @@ class AppriseSender:
         except Exception as exc:
             return SendResult("error", self._why([str(exc)]), time.perf_counter() - start)
         finally:
+            _GUARD.local.on = False
             lines: list[str] = getattr(self._capture.local, "lines", [])
             self._capture.local.lines = None
         elapsed = time.perf_counter() - start
+        refused: str | None = _GUARD.local.refused
+        if refused is not None:
+            return SendResult("refused", self.secrets.redact(refused), elapsed)
         if ok:
             return SendResult("sent", None, elapsed)
         text = " ".join(lines).lower()
@@ -428,7 +487,8 @@ class Dispatcher:
         self.sender.prepare(url, delivery.to)
         if not self._wait_for_slot(delivery):
             return None
-        result = self.sender.send(url, delivery.to, message, attach)
+        guard = not table.table.defaults.allow_private_targets and guarded(url, delivery.kind)
+        result = self.sender.send(url, delivery.to, message, attach, guard=guard)
         if result.error and delivery.to and delivery.kind in ("email", "phone"):
             # Provider errors often quote the address; logs and the API show it masked.
             result = SendResult(
@@ -436,6 +496,8 @@ class Dispatcher:
             )
         if result.result == "sent":
             return Outcome(delivery.id, "sent", "sent", None, result.elapsed)
+        if result.result == "refused":  # the same address next time: no point retrying
+            return Outcome(delivery.id, "dead", "refused", result.error, result.elapsed)
         attempt = delivery.attempts + 1
         if attempt >= policy.max_attempts:
             return Outcome(delivery.id, "dead", result.result, result.error, result.elapsed)

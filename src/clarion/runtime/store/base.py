@@ -98,7 +98,7 @@ class Outcome:
 
     delivery_id: int
     status: str  # sent | failed (retried at next_due_at) | dead
-    result: str  # sent | failed | timeout | error | dry-run
+    result: str  # sent | failed | timeout | error | refused | dry-run
     error: str | None
     elapsed: float
     next_due_at: float | None = None
