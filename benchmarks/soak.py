@@ -274,7 +274,10 @@ def main() -> int:
                 f"POST /v1/events on {args.connections} connections, dispatcher sending)"
             )
         print(f"  achieved       {achieved:8,.0f} events/s   (target {rate:,.0f})")
-        print(f"  accepted       {len(accepted):8,}   (202; other answers: {dict(load.other)})")
+        print(
+            f"  accepted       {len(accepted):8,}   (202s, the capacity phase included; other "
+            f"answers: {dict(load.other)})"
+        )
         print(f"  delivered      {statuses.get('sent', 0):8,}")
         print(
             f"  retried        {figures['retried']:8,}   ({figures['attempts']:,} attempts in all)"

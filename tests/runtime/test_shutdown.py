@@ -168,3 +168,35 @@ def test_a_store_that_cannot_write_answers_503_and_loses_no_accepted_event(
                 assert sidecar.get(f"/v1/events/{event_id}")[0] == 200, event_id
         finally:
             sidecar.kill()
+
+
+def test_a_send_stuck_past_the_timeout_does_not_hold_the_exit(tmp_path: Path) -> None:
+    """A provider that never answers: the sidecar exits within the bound anyway, and the next
+    start queues the abandoned send again as interrupted (its outcome is unknown)."""
+    with HttpSink(hang_rate=1.0, hang_seconds=60) as http:
+        config = crash_config(tmp_path / "config", http)
+        store = tmp_path / "store.db"
+        sidecar = Sidecar(config, store, "--shutdown-timeout", "2").start()
+        try:
+            assert sidecar.post("/v1/events", {"type": "tick", "id": "stuck", "data": {}})[0] == 202
+            http.wait_for(1, timeout=10)
+            assert sidecar.process is not None
+            stopped_at = time.monotonic()
+            sidecar.process.send_signal(signal.SIGTERM)
+            assert sidecar.process.wait(20) == 0
+            took = time.monotonic() - stopped_at
+            assert took < 2 + 2, f"took {took:.1f} s to stop"
+            assert "sends still in flight at the deadline" in sidecar.log.read_text()
+            http.hang_rate = 0.0
+            sidecar.start()
+            deadline = time.monotonic() + 20
+            while True:
+                [delivery] = sidecar.event("stuck")["deliveries"]
+                if delivery["status"] == "sent":
+                    break
+                assert time.monotonic() < deadline, delivery
+                time.sleep(0.05)
+            results = [a["result"] for a in delivery["attempt_log"]]
+            assert results == ["timeout", "sent"], delivery
+        finally:
+            sidecar.kill()
