@@ -4,10 +4,16 @@ literal addresses alike, unless `defaults.allow_private_targets` says otherwise.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from clarion.check.rendering import Message
+from clarion.runtime import dispatch
 from tests.runtime.serving import Sidecar
 from tests.sinks import HttpSink
 
@@ -86,3 +92,41 @@ def test_allow_private_targets_lets_them_through(tmp_path: Path) -> None:
                 "literal": "sent",
             }
             assert sorted(r.path for r in http.received) == ["/by-name", "/literal"]
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(302)
+        self.send_header("Location", "http://127.0.0.2:9/inside")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_to_a_private_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline there is no public host to start from: 127.0.0.1 plays the public one (the
+    classifier says so for it alone) and redirects to 127.0.0.2, which stays loopback. The
+    redirect is followed by Apprise's requests call and refused when it connects."""
+    real = dispatch.not_public
+    monkeypatch.setattr(
+        dispatch,
+        "not_public",
+        lambda address: None if str(address) == "127.0.0.1" else real(address),
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sender = dispatch.AppriseSender(dispatch.Secrets({}))
+        url = f"json://127.0.0.1:{server.server_address[1]}/start"
+        result = sender.send(url, None, Message(body="hi"), [], guard=True)
+        assert result.result == "refused", result
+        assert result.error is not None and "127.0.0.2, a loopback address" in result.error
+        unguarded = sender.send(url, None, Message(body="hi"), [], guard=False)
+        assert unguarded.result == "failed", unguarded  # followed, and nothing listens there
+    finally:
+        server.shutdown()
+        server.server_close()
