@@ -56,6 +56,7 @@ version: 1
 defaults:
   timezone: Europe/Madrid
   locale: en
+  allow_private_targets: true  # the sinks are on loopback
 events:
   bench.dispatched:
     category: bench

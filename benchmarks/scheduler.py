@@ -77,6 +77,7 @@ version: 1
 defaults:
   timezone: Europe/Madrid
   locale: en
+  allow_private_targets: true  # the sinks are on loopback
   catch_up: 1h
 consent:
   default:
@@ -124,6 +125,7 @@ version: 1
 defaults:
   timezone: Europe/Madrid
   locale: en
+  allow_private_targets: true  # the sinks are on loopback
 events:
   bench.timed:
     category: bench

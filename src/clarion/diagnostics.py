@@ -123,6 +123,10 @@ CODES: dict[str, tuple[str, str]] = {
     "CL303": ("duplicate-address", "the same address twice on one channel"),
     "CL304": ("invalid-url", "a value that is not an Apprise URL"),
     "CL305": ("duplicate-device", "two push devices with one name"),
+    "CL306": (
+        "private-target",
+        "a webhook or push URL whose host is a loopback, private or metadata address",
+    ),
     "CL401": ("invalid-data-schema", "an event's `data` is not a valid JSON Schema"),
     "CL402": ("invalid-example", "an event's `example` does not satisfy its `data` schema"),
     "CL403": ("template-syntax", "a template is not valid Jinja2"),

@@ -28,7 +28,7 @@ PAYMENT_SCHEMA = {
 def write_config(folder: Path, http: HttpSink, smtp: SmtpSink, receipt: Path) -> Path:
     config = {
         "version": 1,
-        "defaults": {"timezone": "Europe/Madrid", "locale": "en"},
+        "defaults": {"timezone": "Europe/Madrid", "locale": "en", "allow_private_targets": True},
         "events": {
             "payment.failed": {
                 "category": "payments",
@@ -235,6 +235,7 @@ def crash_config(folder: Path, http: HttpSink) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "c.yaml").write_text(
         "version: 1\n"
+        "defaults: {allow_private_targets: true}\n"  # the sink is on loopback
         "events:\n"
         "  tick: {description: A tick, data: {type: object}, example: {}}\n"
         "channels: {push: {address: url}}\n"
@@ -336,7 +337,7 @@ def scheduled_config(folder: Path, http: HttpSink, catch_up: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "c.yaml").write_text(
         "version: 1\n"
-        f"defaults: {{catch_up: {catch_up}}}\n"
+        f"defaults: {{catch_up: {catch_up}, allow_private_targets: true}}\n"
         "events:\n"
         "  ping: {description: A ping, data: {type: object}, example: {}}\n"
         "channels: {push: {address: url}}\n"

@@ -108,6 +108,14 @@ class Defaults(_Model):
         "(or recipient's) time zone; `critical` events and the in-app inbox do not wait.",
         examples=QUIET_HOURS_EXAMPLES,
     )
+    allow_private_targets: bool = Field(
+        False,
+        title="Allow private targets",
+        description="True lets webhook (json://, form://, xml://) and push URLs reach loopback, "
+        "private, link-local and cloud metadata addresses; by default such sends are refused "
+        "(CL306 at validate, a dead letter at run time).",
+        examples=[True],
+    )
 
 
 class Event(_Model):

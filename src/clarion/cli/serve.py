@@ -86,6 +86,13 @@ def default_store(source: Path) -> str:
     help="Default: json unless on a terminal.",
 )
 @click.option("--no-watch", is_flag=True, help="Reload on SIGHUP only, not when files change.")
+@click.option(
+    "--shutdown-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(1.0, 3600.0),
+    help="Seconds from SIGTERM to exit: sends in flight get this long to finish.",
+)
 def serve_command(
     source: Path,
     store_url: str | None,
@@ -98,6 +105,7 @@ def serve_command(
     lease: float,
     log_format: str | None,
     no_watch: bool,
+    shutdown_timeout: float,
 ) -> None:
     """Serve a config directory (compiled at start) or a compiled table file."""
     import logging
@@ -148,12 +156,15 @@ def serve_command(
     import uvicorn
 
     from clarion.runtime.api import create_app
+    from clarion.runtime.server import DrainingServer
 
     app = create_app(runtime, token)
+    # Of the bound, most goes to sends in flight; the rest to answering requests already read.
+    grace = 1 if shutdown_timeout < 8 else 2
     config = uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=10
+        app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=grace
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, runtime, shutdown_timeout - grace)
     signal.signal(
         signal.SIGHUP, lambda *_: threading.Thread(target=runtime.reload, daemon=True).start()
     )
@@ -172,28 +183,20 @@ def serve_command(
             "dry_run": dry_run,
         },
     )
-    # uvicorn stops serving on SIGTERM/SIGINT and then raises the signal again with the handlers
-    # that were there before it: ours, so that in-flight sends finish and get recorded.
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, _stop_requested)
     try:
         server.run(sockets=[sock])
-    except _StopRequested:
-        pass
     finally:
         if watcher is not None:
             watcher.stop()
-        log.info("stopping: finishing sends in flight")
-        runtime.stop()
+        # Stopped for another reason than a drain (a second signal): drain what is left, briefly.
+        clean = server.clean if server.drained.is_set() else runtime.drain(grace)
+        runtime.store.close()
         log.info("stopped")
-
-
-class _StopRequested(Exception):
-    pass
-
-
-def _stop_requested(number: int, frame: object) -> None:
-    raise _StopRequested
+    if not clean:
+        # A send stuck past the bound holds a pool thread that the interpreter would wait for
+        # at exit; its delivery stays `sending` and the next start queues it again.
+        logging.shutdown()
+        os._exit(0)
 
 
 def _print_refusal(message: str) -> int:

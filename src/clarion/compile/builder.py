@@ -31,6 +31,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
             catch_up_seconds=parse_duration(defaults.catch_up) or 0,
             inbox_keep=defaults.inbox_keep,
             quiet_hours=_quiet(defaults.quiet_hours),
+            allow_private_targets=defaults.allow_private_targets,
         ),
         channels={name: _channel(channel) for name, channel in config.channels.items()},
         events={

@@ -16,8 +16,8 @@ TABLE_FORMAT = "clarion.routing-table/1"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # Keys added after the first release, left out of the JSON while unused: a config that does
-    # not use a feature compiles to the same bytes (and digest) as before the feature existed.
+    # Keys added after the first release, left out of the JSON while unused (None, false, []): a
+    # config that does not use a feature compiles to the same bytes (and digest) as before.
     _omit_unused: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
@@ -25,7 +25,7 @@ class _Model(BaseModel):
         data = handler(self)
         if self._omit_unused and isinstance(data, dict):
             for key in self._omit_unused:
-                if key in data and data[key] in (None, []):
+                if key in data and (data[key] is None or data[key] is False or data[key] == []):
                     del data[key]
         return data
 
@@ -66,8 +66,9 @@ class Defaults(_Model):
     catch_up_seconds: int
     inbox_keep: int = 200
     quiet_hours: QuietHours | None = None
+    allow_private_targets: bool = False
 
-    _omit_unused = ("quiet_hours",)
+    _omit_unused = ("quiet_hours", "allow_private_targets")
 
 
 class Rate(_Model):

@@ -61,7 +61,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "duplicate_contact or idempotency_conflict."),
         (413, "The body is over the size limit."),
         (422, "unknown_event_type, invalid_data, invalid_event or batch_not_allowed."),
-        (503, "The store cannot keep the event now; retry."),
+        (503, "unavailable (the store cannot keep the event now) or shutting_down; retry."),
     )
 }
 
@@ -139,6 +139,8 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
         return error(500, "internal_error", "an internal error; it has been logged")
 
     async def accept_one(raw: Any) -> JSONResponse:
+        if runtime.stopping:
+            return _shutting_down()
         try:
             checked = runtime.check(raw)
         except Rejection as rejection:
@@ -168,6 +170,8 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
 
     @app.post("/v1/events:batch", responses=ERRORS, summary="Accept up to 1000 events")
     async def post_batch(request: Request) -> JSONResponse:
+        if runtime.stopping:
+            return _shutting_down()
         try:
             raw = _parse(await _body(request, MAX_BATCH_BYTES))
         except _TooLarge:
@@ -250,10 +254,16 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
 
     @app.get("/readyz", responses={503: ERRORS[503]}, summary="Readiness")
     async def readyz() -> JSONResponse:
+        if runtime.stopping:
+            return error(503, "not_ready", "shutting down: new events are refused")
         try:
             await asyncio.to_thread(runtime.store.ping)
         except StoreError as exc:
             return error(503, "not_ready", f"the store is not reachable: {exc}")
+        try:
+            await asyncio.to_thread(runtime.store.check_writable)
+        except StoreError as exc:
+            return error(503, "not_ready", f"the store cannot write: {exc}")
         if not runtime.started:
             return error(503, "not_ready", "the dispatcher has not started")
         return JSONResponse({"status": "ready", "digest": runtime.table().digest})
@@ -269,6 +279,16 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
 def _unavailable() -> JSONResponse:
     response = error(503, "unavailable", "the store cannot keep the event now; retry")
     response.headers["Retry-After"] = "5"
+    return response
+
+
+def _shutting_down() -> JSONResponse:
+    response = error(
+        503,
+        "shutting_down",
+        "the sidecar is stopping; send the event again (same id) after Retry-After",
+    )
+    response.headers["Retry-After"] = "1"
     return response
 
 

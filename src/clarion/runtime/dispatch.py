@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import ipaddress
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from jinja2 import TemplateError
 from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
+from clarion.check.targets import guarded, not_public
 from clarion.runtime import fallback, flows
 from clarion.runtime.envelope import EventIn
 from clarion.runtime.ingest import accept_raw
@@ -47,12 +50,27 @@ class Policy:
     backoff_base: float = 2.0
     backoff_cap: float = 600.0
     phone_hold_seconds: float = 900.0  # after an unknown outcome on SMS/WhatsApp
+    rate_wait_seconds: float = 1.0  # a worker waits this long for a rate slot, no longer
     dry_run: bool = False
+    pace: bool = True  # channel rates; `clarion test`'s simulated providers have none
+
+
+# Paces for providers that limit sends and that Apprise does not pace for us (we switch its
+# pacing off), per channel and scheme, as (count, seconds). Sources in docs/config.md; a
+# channel's own `rate:` replaces these.
+PROVIDER_RATES: dict[str, tuple[int, int]] = {
+    "twilio": (1, 1),  # 1 message per second per long-code sender number
+    "vonage": (30, 1),  # 30 API requests per second per account
+    "nexmo": (30, 1),  # the same provider under its old scheme
+    "whatsapp": (80, 1),  # Cloud API: 80 messages per second per business number
+    "tgram": (30, 1),  # Telegram bots: about 30 messages per second
+    "slack": (1, 1),  # incoming webhooks: 1 message per second
+}
 
 
 @dataclass(frozen=True)
 class SendResult:
-    result: str  # sent | failed | timeout | error
+    result: str  # sent | failed | timeout | error | refused (a non-public address)
     error: str | None
     elapsed: float
 
@@ -60,7 +78,18 @@ class SendResult:
 class Sender(Protocol):
     """Hands one message to one provider URL: Apprise, or `clarion test`'s simulated providers."""
 
-    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult: ...
+    def prepare(self, url: str, to: str | None) -> None:
+        """Get ready to send to `url` (a paced send then leaves on its slot)."""
+
+    def send(
+        self,
+        url: str,
+        to: str | None,
+        message: Message,
+        attach: list[str],
+        *,
+        guard: bool = False,
+    ) -> SendResult: ...
 
 
 class Secrets:
@@ -96,6 +125,45 @@ class _ThreadLog(logging.Handler):
                 lines.append(str(record.msg))
 
 
+class _AddressGuard:
+    """Refuses non-public addresses to a guarded send, at the moment it connects.
+
+    Apprise's HTTP plugins go through requests and urllib3, which resolve every host (the URL's,
+    a redirect's, literal addresses too) with `socket.getaddrinfo` right before connecting to
+    exactly the addresses it returns. Checking those addresses, not a lookup of our own done
+    earlier, leaves a DNS-rebinding answer nothing to slip between the check and the connect.
+    The check is switched on per sending thread, for guarded sends only: email to a local relay
+    and the API's own lookups are untouched."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self._original = socket.getaddrinfo
+
+    def install(self) -> None:
+        if getattr(socket.getaddrinfo, "__self__", None) is not self:
+            socket.getaddrinfo = self.getaddrinfo
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        results = self._original(host, port, *args, **kwargs)
+        if getattr(self.local, "on", False):
+            for *_, sockaddr in results:
+                try:
+                    address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+                except ValueError:
+                    continue
+                kind = not_public(address)
+                if kind is not None:
+                    self.local.refused = (
+                        f"refused: {host} is {address}, a {kind} address "
+                        "(set defaults.allow_private_targets: true to allow)"
+                    )
+                    raise socket.gaierror(socket.EAI_NONAME, self.local.refused)
+        return results
+
+
+_GUARD = _AddressGuard()
+
+
 class AppriseSender:
     def __init__(self, secrets: Secrets) -> None:
         import apprise
@@ -123,12 +191,35 @@ class AppriseSender:
                     self._objects[url] = found
         return found
 
-    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
-        start = time.perf_counter()
+    def _resolve(self, url: str, to: str | None) -> str:
         resolved = self.secrets.fill(url)
         if to is not None:
             resolved = resolved.replace("{to}", quote(to, safe="@+"))
+        return resolved
+
+    def prepare(self, url: str, to: str | None) -> None:
+        """Build the target's plugin object now, so that a paced send leaves on its slot and
+        not a plugin discovery later. A URL Apprise refuses is reported by `send`."""
+        with contextlib.suppress(Exception):
+            self._object(self._resolve(url, to))
+
+    def send(
+        self,
+        url: str,
+        to: str | None,
+        message: Message,
+        attach: list[str],
+        *,
+        guard: bool = False,
+    ) -> SendResult:
+        """`guard`: refuse to connect to non-public addresses (see _AddressGuard)."""
+        start = time.perf_counter()
+        resolved = self._resolve(url, to)
         self._capture.local.lines = []
+        if guard:
+            _GUARD.install()
+        _GUARD.local.on = guard
+        _GUARD.local.refused = None
         try:
             target = self._object(resolved)
             kwargs: dict[str, Any] = {"body": message.body or " "}
@@ -142,9 +233,13 @@ class AppriseSender:
         except Exception as exc:
             return SendResult("error", self._why([str(exc)]), time.perf_counter() - start)
         finally:
+            _GUARD.local.on = False
             lines: list[str] = getattr(self._capture.local, "lines", [])
             self._capture.local.lines = None
         elapsed = time.perf_counter() - start
+        refused: str | None = _GUARD.local.refused
+        if refused is not None:
+            return SendResult("refused", self.secrets.redact(refused), elapsed)
         if ok:
             return SendResult("sent", None, elapsed)
         text = " ".join(lines).lower()
@@ -181,6 +276,7 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="clarion-dispatch", daemon=True)
         self._random = random.Random()
         self._outcomes = _Outcomes(store, clock, table)
+        self.released = 0  # claimed deliveries given back unsent at stop
 
     def start(self) -> None:
         if self.store.single_process:
@@ -200,13 +296,21 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming, let sends in flight finish (and be recorded), within `timeout`."""
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop claiming; let sends in flight finish and be recorded, within `timeout`. A claimed
+        delivery whose send has not begun is given back unsent (no attempt counted). Returns
+        False when sends were still in flight at the deadline: their outcome is unknown, and
+        the next start queues them again as interrupted."""
+        deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        while not self.idle and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Not wait=True: a send stuck past the deadline must not hold the process.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return self.idle
 
     @property
     def idle(self) -> bool:
@@ -317,9 +421,13 @@ class Dispatcher:
         waiting for that commit would only idle the worker. Returns the recording."""
         recorded: Future[None] | None = None
         try:
-            outcome = dataclasses.replace(
-                self._attempt(delivery), claimed_attempts=delivery.attempts
-            )
+            if self._stopping.is_set():
+                self._give_back(delivery)  # claimed as the stop came: never begun
+                return None
+            attempted = self._attempt(delivery)
+            if attempted is None:
+                return None  # given back unsent (see _wait_for_slot)
+            outcome = dataclasses.replace(attempted, claimed_attempts=delivery.attempts)
             recorded = self._outcomes.record(outcome, delivery)
             recorded.add_done_callback(functools.partial(self._recorded, delivery, outcome))
         except Exception:
@@ -341,7 +449,58 @@ class Dispatcher:
         elif self.on_outcome is not None:
             self.on_outcome(delivery, outcome)
 
-    def _attempt(self, delivery: ClaimedDelivery) -> Outcome:
+    def _wait_for_slot(self, delivery: ClaimedDelivery) -> bool:
+        """Hold the send until its channel's rate allows it. True: send now. False: it was
+        given back (stopping, or no slot within `rate_wait_seconds`: due again at the slot)."""
+        rate = self._rate(delivery)
+        if rate is None:
+            return True
+        key, count, per = rate
+        now = self.clock()
+        slot = self.store.write(
+            functools.partial(
+                _take_slot,
+                key=key,
+                count=count,
+                per=per,
+                now=now,
+                horizon=self.policy.rate_wait_seconds,
+            ),
+            durable=False,
+        )
+        if slot - now > self.policy.rate_wait_seconds:
+            self._give_back(delivery, due_at=slot)
+            return False
+        if slot > now and self._stopping.wait(slot - now):
+            self._give_back(delivery)
+            return False
+        return True
+
+    def _give_back(self, delivery: ClaimedDelivery, due_at: float | None = None) -> None:
+        job = functools.partial(_unclaim, ids=[delivery.id], now=self.clock(), due_at=due_at)
+        self.store.write(job, durable=False)
+        if due_at is None:
+            with self._lock:
+                self.released += 1
+
+    def _rate(self, delivery: ClaimedDelivery) -> tuple[str, int, float] | None:
+        if delivery.kind == "inbox" or self.policy.dry_run or not self.policy.pace:
+            return None
+        if self.sender is None:
+            return None
+        channel = self.table().table.channels.get(delivery.channel)
+        if channel is None:
+            return None
+        if channel.rate is not None:
+            return f"channel:{delivery.channel}", channel.rate.count, channel.rate.per_seconds
+        url = delivery.url or (channel.apprise[0] if channel.apprise else "")
+        scheme = url.split("://", 1)[0].lower()
+        default = PROVIDER_RATES.get(scheme)
+        if default is None:
+            return None
+        return f"channel:{delivery.channel}:{scheme}", default[0], default[1]
+
+    def _attempt(self, delivery: ClaimedDelivery) -> Outcome | None:
         policy = self.policy
         if delivery.attempts >= policy.max_attempts:
             return Outcome(delivery.id, "dead", "error", "no attempts left", 0.0)
@@ -367,7 +526,10 @@ class Dispatcher:
         if not providers:
             return Outcome(delivery.id, "dead", "error", "the channel has no Apprise URL", 0.0)
         attach = self._attachments(table, delivery)
-        result, provider, failovers = self._failover(delivery, providers, message, attach)
+        self.sender.prepare(providers[0], delivery.to)
+        if not self._wait_for_slot(delivery):
+            return None
+        result, provider, failovers = self._failover(table, delivery, providers, message, attach)
         where = None if delivery.url else provider
         if result.result == "sent":
             return Outcome(
@@ -375,6 +537,16 @@ class Dispatcher:
                 "sent",
                 "sent",
                 None,
+                result.elapsed,
+                provider=where,
+                failovers=failovers,
+            )
+        if result.result == "refused":  # the same address next time: no point retrying
+            return Outcome(
+                delivery.id,
+                "dead",
+                "refused",
+                result.error,
                 result.elapsed,
                 provider=where,
                 failovers=failovers,
@@ -405,7 +577,12 @@ class Dispatcher:
         )
 
     def _failover(
-        self, delivery: ClaimedDelivery, providers: list[str], message: Message, attach: list[str]
+        self,
+        table: TableIndex,
+        delivery: ClaimedDelivery,
+        providers: list[str],
+        message: Message,
+        attach: list[str],
     ) -> tuple[SendResult, int, int]:
         """Each provider URL in order until one takes the message: (last result, index of the
         provider that gave it, how many times the next provider was tried). A timeout on a
@@ -414,8 +591,10 @@ class Dispatcher:
         errors: list[str] = []
         elapsed = 0.0
         index = 0
+        private_ok = table.table.defaults.allow_private_targets
         for index, url in enumerate(providers):
-            result = self.sender.send(url, delivery.to, message, attach)
+            guard = not private_ok and guarded(url, delivery.kind)
+            result = self.sender.send(url, delivery.to, message, attach, guard=guard)
             elapsed += result.elapsed
             error = result.error
             if error and delivery.to and delivery.kind in ("email", "phone"):
@@ -506,6 +685,14 @@ class _Outcomes:
                         fallback.after_dead(tx, self._table(), delivery, now)
                 except Exception:
                     log.exception("delivery %s: its fallback could not be planned", delivery.id)
+
+
+def _unclaim(tx: Tx, ids: list[int], now: float, due_at: float | None) -> int:
+    return tx.unclaim(ids, now, due_at)
+
+
+def _take_slot(tx: Tx, key: str, count: int, per: float, now: float, horizon: float) -> float:
+    return tx.take_slot(key, count, per, now, horizon)
 
 
 def _claim_runs(tx: Tx, now: float, limit: int, lease: float) -> list[RunRow]:

@@ -233,7 +233,18 @@ class SimulatedProviders:
         for index, state in enumerate(given):
             (self.down.add if state == "down" else self.down.discard)((channel, index))
 
-    def send(self, url: str, to: str | None, message: Message, attach: list[str]) -> SendResult:
+    def prepare(self, url: str, to: str | None) -> None:
+        """Nothing to prepare: no provider is reached."""
+
+    def send(
+        self,
+        url: str,
+        to: str | None,
+        message: Message,
+        attach: list[str],
+        *,
+        guard: bool = False,
+    ) -> SendResult:
         if self.where.get(url) in self.down:
             return SendResult("failed", "the provider is down (scenario)", 0.0)
         return SendResult("sent", None, 0.0)
@@ -258,7 +269,7 @@ def run_scenario(table: TableIndex, scenario: Scenario, store: SQLiteStore | Non
     clock = SimulatedClock(start)
     store = store if store is not None else SQLiteStore(None)
     providers = SimulatedProviders(table)
-    runtime = Runtime(table, store, Policy(workers=1), clock=clock, sender=providers)
+    runtime = Runtime(table, store, Policy(workers=1, pace=False), clock=clock, sender=providers)
     failures: list[Failure] = []
     seen_sent: set[int] = set()
     seen_skipped: set[int] = set()

@@ -65,6 +65,7 @@ class Runtime:
         store.subscribe("work", lambda _: self.dispatcher.wake())
         store.subscribe("inbox", self.inbox.publish)
         self.started = False
+        self.stopping = False  # set on SIGTERM: new events are refused with 503 from then on
 
     def table(self) -> TableIndex:
         return self._table
@@ -73,9 +74,24 @@ class Runtime:
         self.dispatcher.start()
         self.started = True
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self.dispatcher.stop(timeout)
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Refuse new events (503 `shutting_down`) and finish or give back the sends in flight,
+        within `timeout`. False: some sends were still in flight at the deadline."""
+        self.stopping = True
+        clean = self.dispatcher.stop(timeout)
+        if self.dispatcher.released:
+            log.info(
+                "claimed sends given back unsent, for the next start",
+                extra={"count": self.dispatcher.released},
+            )
+        if not clean:
+            log.warning("sends still in flight at the deadline; the next start queues them again")
+        return clean
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        clean = self.drain(timeout)
         self.store.close()
+        return clean
 
     # -- ingest ------------------------------------------------------------------------------
 

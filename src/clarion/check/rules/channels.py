@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from clarion.check.context import CheckContext
 from clarion.check.secrets import NAME, PLACEHOLDER, literal_credentials
+from clarion.check.targets import guarded, literal_private_host
 from clarion.check.timing import parse_rate
 from clarion.diagnostics import Diagnostic
 from clarion.load import YamlPath
@@ -46,6 +47,8 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
         for index, url in enumerate(urls):
             path: YamlPath = (*base, "apprise", index) if listed else (*base, "apprise")
             yield from url_rules(ctx, url, path, f"channel {name!r}")
+            if guarded(url, channel.address):
+                yield from _private_target(ctx, url, path, f"channel {name!r}")
             if not SCHEME.match(url):
                 continue
             if channel.address in ("email", "phone") and "{to}" not in url:
@@ -69,6 +72,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
         if item.entry.url is not None:
             owner = f"device {item.entry.device!r}"
             yield from url_rules(ctx, item.entry.url, (*item.path, "url"), owner)
+            yield from _private_target(ctx, item.entry.url, (*item.path, "url"), owner)
 
 
 def url_rules(ctx: CheckContext, url: str, path: YamlPath, owner: str) -> Iterator[Diagnostic]:
@@ -103,6 +107,25 @@ def url_rules(ctx: CheckContext, url: str, path: YamlPath, owner: str) -> Iterat
             "where Clarion runs; then rotate the credential, it is in your git history",
             excerpt=False,
         )
+
+
+def _private_target(
+    ctx: CheckContext, url: str, path: YamlPath, owner: str
+) -> Iterator[Diagnostic]:
+    if ctx.config.defaults.allow_private_targets:
+        return
+    found = literal_private_host(url)
+    if found is None:
+        return
+    host, kind = found
+    yield ctx.error(
+        "CL306",
+        f"{owner}: the URL's host {host!r} is a {kind} address; sends there are refused",
+        path,
+        hint="point it at a public host, or, if the sidecar is meant to reach its own network, "
+        "set defaults.allow_private_targets: true",
+        excerpt=False,
+    )
 
 
 def _sender(ctx: CheckContext, name: str, url: str, path: YamlPath) -> Iterator[Diagnostic]:

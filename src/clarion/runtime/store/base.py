@@ -113,7 +113,7 @@ class Outcome:
 
     delivery_id: int
     status: str  # sent | failed (retried at next_due_at) | dead
-    result: str  # sent | failed | timeout | error | dry-run
+    result: str  # sent | failed | timeout | error | refused | dry-run
     error: str | None
     elapsed: float
     next_due_at: float | None = None
@@ -184,6 +184,25 @@ class Tx(Protocol):
         self, now: float, phone_due: float, everything: bool = False
     ) -> list[tuple[int, str]]: ...
 
+    def unclaim(self, delivery_ids: Sequence[int], now: float, due_at: float | None = None) -> int:
+        """Give back claimed deliveries whose send never began (the sidecar is stopping, or the
+        channel's rate has no slot soon): status back to `pending` (`failed` when tried before),
+        lease cleared, `due_at` moved to `due_at` when given, `attempts` unchanged and no
+        attempt row: nothing was sent. Only rows still `sending`. Returns how many."""
+        ...
+
+    def take_slot(
+        self, key: str, count: int, per_seconds: float, now: float, horizon: float
+    ) -> float:
+        """The rate `count` per `per_seconds` named `key` (a channel and provider): sends are
+        spaced `per_seconds / count` apart, across every worker and, in a shared store, every
+        sidecar. Returns the time of the next free slot; when it is within `horizon` of `now`
+        it is reserved for the caller (the key's row moves one spacing on), otherwise nothing
+        is reserved and the caller tries again then. An unused slot is not saved up: no burst
+        after an idle spell. One row per key, read and moved in one transaction (PostgreSQL:
+        `SELECT ... FOR UPDATE`, or `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`)."""
+        ...
+
     def envelope(self, event_id: str) -> str | None: ...
 
     def mark_read(self, recipient: str, ids: Sequence[int] | None, now: float) -> int: ...
@@ -244,6 +263,11 @@ class Store(Protocol):
     def subscribe(self, topic: str, callback: Callable[[str], None]) -> None:
         """Be told of other processes' writes: `work` (something may be due) and `inbox` (an
         item for the recipient in the payload). A store one process owns never calls back."""
+        ...
+
+    def check_writable(self) -> None:
+        """Raise StoreError unless a durable write commits now (disk full, read-only file,
+        database down): what `/readyz` asks before it says ready."""
         ...
 
     def close(self) -> None: ...

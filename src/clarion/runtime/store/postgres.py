@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from clarion.runtime.store.base import Outcome, Tx, redact_url
 from clarion.runtime.store.sqlite import (
+    FAILED_WRITE_MEMORY,
     MIGRATIONS,
     SQLiteStore,
     StoreError,
@@ -50,6 +51,7 @@ INBOX = "clarion_inbox"  # NOTIFY channel: an in-app item arrived (payload: the 
 WRITERS = 4  # writer threads, each with its own connection
 READERS = 8  # pooled connections for reads (API, metrics, the dispatcher's next due time)
 RECONNECT_FOR = 30.0  # seconds a group keeps trying to reach the database before it fails
+READY_WITHIN = 3.0  # seconds /readyz waits for a connection before it says not ready
 
 
 @functools.lru_cache(maxsize=1024)
@@ -202,6 +204,7 @@ class PostgresStore(SQLiteStore):
         self._closed = False
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._listeners: dict[str, list[Callable[[str], None]]] = {WORK: [], INBOX: []}
+        self._failed: tuple[float, str] | None = None  # the last group that could not commit
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 self._migrate_on(conn)
@@ -278,6 +281,7 @@ class PostgresStore(SQLiteStore):
                 if conn is not None and conn.broken:
                     conn = None
                 if time.monotonic() + pause > deadline or self._closed:
+                    self._failed = (time.monotonic(), _first_line(exc))
                     error = StoreError(f"{self.url}: {_first_line(exc)}")
                     for _, future, _ in group:
                         future.set_exception(error)
@@ -375,6 +379,18 @@ class PostgresStore(SQLiteStore):
 
     def ping(self) -> None:
         self._reader().execute("SELECT 1 FROM schema_version").fetchone()
+
+    def check_writable(self) -> None:
+        """A write now, on a pooled connection, bounded in time: `/readyz` must answer soon
+        even while the writers are still trying to reach the database."""
+        failed = self._failed
+        if failed is not None and time.monotonic() - failed[0] < FAILED_WRITE_MEMORY:
+            raise StoreError(f"{self.url}: {failed[1]}")
+        try:
+            with self.pool.connection(timeout=READY_WITHIN) as conn:
+                conn.execute("UPDATE schema_version SET version = version")
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreError(f"{self.url}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         if self._closed:

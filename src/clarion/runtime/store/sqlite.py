@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from clarion.runtime.store.base import (
     ClaimedDelivery,
@@ -37,6 +37,7 @@ _RUN_COLUMNS = "id, flow, key, event_id, contact_id, status, step, due_at, creat
 T = TypeVar("T")
 _Job = tuple[Callable[["Tx"], Any], "Future[Any]", bool]
 MAX_GROUP = 512  # jobs per commit
+FAILED_WRITE_MEMORY = 5.0  # seconds a failed commit keeps the store unready (the Retry-After)
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -162,6 +163,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE attempts ADD COLUMN provider INTEGER;
     ALTER TABLE deliveries ADD COLUMN fallback TEXT;
     """,
+    # 4: provider rates. One row per rate key: the earliest time the next send may go.
+    """
+    CREATE TABLE rate_slots (
+        key TEXT PRIMARY KEY,
+        next_at REAL NOT NULL
+    );
+    """,
 ]
 
 _DELIVERY_COLUMNS = (
@@ -237,6 +245,7 @@ class SQLiteStore:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._synchronous = "OFF" if self._scratch else "FULL"
         self._closed = False
+        self._failed: tuple[float, str] | None = None  # the last failed commit: when, why
         self._writer = threading.Thread(target=self._run, name="clarion-store-writer", daemon=True)
         self._writer.start()
 
@@ -314,6 +323,7 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             error = StoreError(f"{self.url}: {exc}")
+            self._failed = (time.monotonic(), str(exc))
             for _, future, _ in group:
                 if future.done():
                     continue
@@ -341,6 +351,16 @@ class SQLiteStore:
             self._reader().execute("SELECT 1 FROM schema_version").fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from None
+
+    def check_writable(self) -> None:
+        # A commit that just failed counts for a while: the probe below is one small page,
+        # which may still fit where an event's commit did not (a nearly full disk).
+        failed = self._failed
+        if failed is not None and time.monotonic() - failed[0] < FAILED_WRITE_MEMORY:
+            raise StoreError(f"{self.url}: {failed[1]}")
+        # A real durable commit through the writer, as an event's would be: a full disk, a
+        # file turned read-only or a size limit shows here, where a read would still pass.
+        self.write(_touch)
 
     def next_due_at(self) -> float | None:
         row = (
@@ -504,6 +524,10 @@ class SQLiteStore:
         self._conn.close()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _touch(tx: Tx) -> None:
+    cast(_SQLiteTx, tx).conn.execute("UPDATE schema_version SET version = version")
 
 
 def _read_contact(conn: sqlite3.Connection, contact_id: str) -> ContactRow | None:
@@ -846,6 +870,37 @@ class _SQLiteTx:
                 (delivery_id, number, now),
             )
         return [(r[0], r[1]) for r in rows]
+
+    def unclaim(self, delivery_ids: Sequence[int], now: float, due_at: float | None = None) -> int:
+        if not delivery_ids:
+            return 0
+        marks = ",".join("?" * len(delivery_ids))
+        cursor = self.conn.execute(
+            "UPDATE deliveries SET status = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' "
+            "END, lease_until = NULL, due_at = COALESCE(?, due_at), updated_at = ? "
+            f"WHERE status = 'sending' AND id IN ({marks})",
+            (due_at, now, *delivery_ids),
+        )
+        return int(cursor.rowcount)
+
+    def take_slot(
+        self, key: str, count: int, per_seconds: float, now: float, horizon: float
+    ) -> float:
+        spacing = per_seconds / count
+        self.conn.execute(
+            "INSERT INTO rate_slots (key, next_at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, now),
+        )
+        (next_at,) = self.conn.execute(
+            # locked on PostgreSQL: two sidecars taking a slot of one key at once take two
+            f"SELECT next_at FROM rate_slots WHERE key = ?{self.FOR_UPDATE}",
+            (key,),
+        ).fetchone()
+        slot = max(float(next_at), now)
+        if slot - now > horizon:
+            return slot
+        self.conn.execute("UPDATE rate_slots SET next_at = ? WHERE key = ?", (slot + spacing, key))
+        return slot
 
     def mark_read(self, recipient: str, ids: Sequence[int] | None, now: float) -> int:
         if ids is None:
