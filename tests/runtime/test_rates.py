@@ -9,8 +9,8 @@ import math
 import threading
 from pathlib import Path
 
-from clarion.runtime import SQLiteStore
-from clarion.runtime.store.base import Tx
+from clarion.runtime.store import open_store
+from clarion.runtime.store.base import Store, Tx
 from tests.runtime.serving import Sidecar
 from tests.sinks import HttpSink
 
@@ -64,19 +64,20 @@ def _slow(tx: Tx, now: float) -> float:
     return tx.take_slot("slow", 1, 60.0, now, horizon=1.0)
 
 
-def test_slots_are_spaced_across_concurrent_takers_and_not_saved_up(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
+def test_slots_are_spaced_across_concurrent_takers_and_not_saved_up(store_url: str) -> None:
+    """Four takers on two store objects (two sidecars) of each backend."""
+    store, other = open_store(store_url), open_store(store_url)
     try:
         slots: list[float] = []
         lock = threading.Lock()
 
-        def take() -> None:
+        def take(taker: Store) -> None:
             for _ in range(10):
-                slot = store.write(functools.partial(_slot, key="sms", now=1000.0))
+                slot = taker.write(functools.partial(_slot, key="sms", now=1000.0))
                 with lock:
                     slots.append(slot)
 
-        threads = [threading.Thread(target=take) for _ in range(4)]
+        threads = [threading.Thread(target=take, args=(s,)) for s in (store, other) * 2]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -95,3 +96,30 @@ def test_slots_are_spaced_across_concurrent_takers_and_not_saved_up(tmp_path: Pa
         assert store.write(functools.partial(_slot, key="email", now=1000.0)) == 1000.0
     finally:
         store.close()
+        other.close()
+
+
+def test_a_rate_holds_across_sidecars_sharing_a_postgresql_store(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    total, rate = 60, 20
+    with HttpSink() as http:
+        config = rated_config(tmp_path / "config", http, f"{rate}/s")
+        pair = [Sidecar(config, postgres_url, "--workers", "8") for _ in range(2)]
+        try:
+            for sidecar in pair:
+                sidecar.start()
+            events = [{"type": "tick", "id": f"p{i:03d}", "data": {}} for i in range(total)]
+            for n, sidecar in enumerate(pair):
+                status, body = sidecar.post("/v1/events:batch", {"events": events[n::2]})
+                assert status == 200 and body["accepted"] == total // 2
+            arrivals = http.wait_for(total, timeout=30)
+            start = arrivals[0].at
+            per_second = collections.Counter(math.floor(r.at - start) for r in arrivals)
+            assert max(per_second.values()) <= rate + 1, per_second
+            assert sorted((r.message or "").strip() for r in arrivals) == sorted(
+                e["id"] for e in events
+            )
+        finally:
+            for sidecar in pair:
+                sidecar.kill()
