@@ -71,6 +71,33 @@ class Event(_Model):
     example: dict[str, Any] | None
 
 
+def _absent() -> Any:
+    """An optional pacing setting, left out of the table when not given: a config without pacing
+    compiles to the same bytes (and digest) as before pacing existed."""
+    return Field(None, exclude_if=lambda value: value is None)
+
+
+class Throttle(_Model):
+    """At most `limit` messages per window of `per_seconds` for each rendered `key`."""
+
+    limit: int
+    per_seconds: int
+    key: str = Field(description="Template string; its rendering names one counter.")
+
+
+class Digest(_Model):
+    """A team address's digest: one message per period listing the events it collected."""
+
+    every_seconds: int
+    at: str | None = Field(None, description="Local HH:MM in the recipient's time zone.")
+
+
+class FlowDigest(_Model):
+    window_seconds: int
+    key: str
+    max: int | None = None
+
+
 class Target(_Model):
     """One team address, push device or inbox, with its own event toggles."""
 
@@ -83,6 +110,7 @@ class Target(_Model):
     url: str | None
     enabled: bool
     events: Selector
+    digest: Digest | None = _absent()
 
 
 class Recipient(_Model):
@@ -96,6 +124,7 @@ class Route(_Model):
     when: str | None
     to: list[str]
     channels: list[str] | None
+    throttle: Throttle | None = _absent()
 
 
 class CustomerMessage(_Model):
@@ -103,6 +132,7 @@ class CustomerMessage(_Model):
     template: str
     enabled: bool
     attach: str | None
+    throttle: Throttle | None = _absent()
 
 
 class Wait(_Model):
@@ -118,12 +148,14 @@ class Send(_Model):
     to: Literal["contact"] | list[str]
     channels: list[str]
     template: str
+    throttle: Throttle | None = _absent()
 
 
 class Step(_Model):
     wait: Wait | None = None
     send: Send | None = None
     emit: str | None = None
+    digest: FlowDigest | None = _absent()
 
 
 class Flow(_Model):

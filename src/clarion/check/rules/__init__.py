@@ -12,6 +12,7 @@ from clarion.check.rules import (
     expressions,
     flows,
     lint,
+    pacing,
     references,
     selectors,
     settings,
@@ -30,6 +31,7 @@ RULES: tuple[Rule, ...] = (
     events.check,
     expressions.check,
     flows.check,
+    pacing.check,
     templates.check,
     lint.check,
 )
