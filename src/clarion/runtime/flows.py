@@ -20,6 +20,7 @@ from clarion.check.addresses import AddressError, normalize_email
 from clarion.check.rendering import render
 from clarion.check.timing import zone
 from clarion.compile.table import Flow, Send
+from clarion.runtime import pacing_flows
 from clarion.runtime.envelope import EventIn, Rejection
 from clarion.runtime.planner import (
     ContactState,
@@ -133,6 +134,8 @@ def advance(
             detail = f"due {_iso(run.due_at)}, {int(late)} s late (catch-up window {window} s)"
             _stop(tx, table, flow, event, contact, run, step, "late", "late", detail, now, step)
             return
+    # A run resuming after its `digest` step sends once for every run folded into it.
+    digest_id = pacing_flows.resume(tx, flow, run, step, event.id, now)
     while step < len(flow.steps):
         spec = flow.steps[step]
         if spec.send is not None:
@@ -140,9 +143,31 @@ def advance(
                 as_row(d, now, run.id, step)
                 for d in plan_send(table, spec.send, contact, event.type)
             ]
+            rows = pacing_flows.paced_send(tx, spec.send, run, step, context, rows, digest_id, now)
             tx.insert_deliveries(event.id, event.type, rows, now)
             step += 1
             continue
+        if spec.digest is not None:
+            folded = pacing_flows.collect(tx, spec.digest, run, step, event.id, context, now)
+            if folded.opened:
+                tx.update_run(run.id, "active", step + 1, folded.due_at, None, now)
+            else:
+                detail = f"folded into the digest {folded.digest_id} of an earlier run"
+                _stop(
+                    tx,
+                    table,
+                    flow,
+                    event,
+                    contact,
+                    run,
+                    step + 1,
+                    "digested",
+                    "done",
+                    detail,
+                    now,
+                    step,
+                )
+            return
         if spec.emit is not None:
             statuses = tx.step_statuses(run.id, step - 1)
             if any(s in ("pending", "sending", "failed") for s in statuses):

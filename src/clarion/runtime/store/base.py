@@ -58,6 +58,18 @@ class NewDelivery:
     detail: str | None = None
     run_id: int | None = None
     step: int | None = None
+    digest_id: int | None = None  # a digest message, or a delivery folded into one (`digested`)
+
+
+@dataclass(frozen=True)
+class DigestFold:
+    """Where an event went in a digest: the digest, its message (team digests), when it is sent,
+    and whether this event opened it."""
+
+    digest_id: int
+    delivery_id: int | None
+    due_at: float
+    opened: bool
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,7 @@ class ClaimedDelivery:
     timezone: str
     attempts: int
     envelope: str  # the event as accepted, JSON
+    digest_id: int | None = None  # a digest message: rendered with the digest's events
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,32 @@ class Tx(Protocol):
 
     def step_statuses(self, run_id: int, step: int) -> list[str]: ...
 
+    # -- pacing (runtime/pacing.py): enforced here, so limits hold across workers and sidecars --
+
+    def throttle_hit(self, scope: str, key: str, window_start: int, limit: int) -> bool:
+        """Count one message for (scope, key) in the window starting at `window_start`; False
+        (and nothing counted) when the window already holds `limit`."""
+        ...
+
+    def digest_fold(
+        self,
+        scope: str,
+        key: str,
+        event_id: str,
+        due_at: float,
+        max_count: int | None,
+        message: tuple[str, str, NewDelivery] | None,
+        now: float,
+    ) -> DigestFold:
+        """Add the event to the open digest of (scope, key) if it can still take it (its message
+        not yet claimed, fewer than `max_count` events); otherwise close that one and open a new
+        one due at `due_at`, inserting `message` (event id, event type, row) as its message."""
+        ...
+
+    def digest_close(self, scope: str, event_id: str, now: float) -> int | None:
+        """Close the digest of `scope` that holds this event; its id (None: there is none)."""
+        ...
+
 
 class Store(Protocol):
     url: str
@@ -211,6 +250,10 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def unread_count(self, recipient: str) -> int: ...
+
+    def digest_events(self, digest_id: int) -> list[str]:
+        """The envelopes of a digest's events, in the order they came."""
+        ...
 
     def ping(self) -> None: ...
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from clarion.runtime.store.base import (
     ClaimedDelivery,
     ConsentChange,
     ContactRow,
+    DigestFold,
     EventRecord,
     NewDelivery,
     Outcome,
@@ -155,12 +157,46 @@ MIGRATIONS: list[str] = [
     CREATE INDEX flow_runs_due ON flow_runs(due_at) WHERE status = 'active';
     CREATE INDEX flow_runs_key ON flow_runs(flow, key) WHERE status = 'active';
     """,
+    # 3: pacing. Throttle counters per fixed window; digests, one open per (scope, key): `open`
+    # is 1 while it collects and NULL once closed, and NULLs never collide in a UNIQUE, so
+    # concurrent events for one key fold into one digest on SQLite and PostgreSQL alike.
+    """
+    ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
+    CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL;
+    CREATE TABLE throttle_hits (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (scope, key, window_start)
+    );
+    CREATE TABLE digests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        open INTEGER,
+        due_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        max_count INTEGER,
+        delivery_id INTEGER,
+        created_at REAL NOT NULL,
+        closed_at REAL,
+        UNIQUE (scope, key, open)
+    );
+    CREATE TABLE digest_items (
+        digest_id INTEGER NOT NULL REFERENCES digests(id),
+        event_id TEXT NOT NULL REFERENCES events(id),
+        at REAL NOT NULL,
+        PRIMARY KEY (digest_id, event_id)
+    );
+    CREATE INDEX digest_items_event ON digest_items(event_id);
+    """,
 ]
 
 _DELIVERY_COLUMNS = (
     "id, event_id, event_type, recipient, channel, kind, target, address, url, template, locale, "
     "timezone, source, status, reason, detail, due_at, attempts, last_error, created_at, "
-    "updated_at, sent_at"
+    "updated_at, sent_at, digest_id"
 )
 
 
@@ -440,6 +476,16 @@ class SQLiteStore:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def digest_events(self, digest_id: int) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._reader().execute(
+                "SELECT e.envelope FROM digest_items i JOIN events e ON e.id = i.event_id "
+                "WHERE i.digest_id = ? ORDER BY i.at, e.received_at, e.id",
+                (digest_id,),
+            )
+        ]
+
     def unread_count(self, recipient: str) -> int:
         row = (
             self._reader()
@@ -590,8 +636,8 @@ class _SQLiteTx:
         self.conn.executemany(
             "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
             "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
-            "created_at, updated_at, run_id, step) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, updated_at, run_id, step, digest_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     event_id,
@@ -614,6 +660,7 @@ class _SQLiteTx:
                     now,
                     r.run_id,
                     r.step,
+                    r.digest_id,
                 )
                 for event_id, event_type, r in rows
             ],
@@ -674,7 +721,7 @@ class _SQLiteTx:
             "WHERE id IN (SELECT id FROM deliveries WHERE status IN ('pending', 'failed') "
             "AND due_at <= ? ORDER BY due_at, id LIMIT ?) "
             "RETURNING id, event_id, event_type, recipient, channel, kind, address, url, "
-            "template, locale, timezone, attempts",
+            "template, locale, timezone, attempts, digest_id",
             (now + lease_seconds, now, now, limit),
         ).fetchall()
         if not rows:
@@ -701,6 +748,7 @@ class _SQLiteTx:
                 timezone=r[10],
                 attempts=r[11],
                 envelope=envelopes[r[1]],
+                digest_id=r[12],
             )
             for r in rows
         ]
@@ -864,6 +912,91 @@ class _SQLiteTx:
                 "SELECT status FROM deliveries WHERE run_id = ? AND step = ?", (run_id, step)
             )
         ]
+
+    # -- pacing --------------------------------------------------------------------------------
+
+    def throttle_hit(self, scope: str, key: str, window_start: int, limit: int) -> bool:
+        row = self.conn.execute(
+            "INSERT INTO throttle_hits (scope, key, window_start, count) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (scope, key, window_start) DO UPDATE SET count = throttle_hits.count + 1 "
+            "WHERE throttle_hits.count < ? RETURNING count",
+            (scope, key, window_start, limit),
+        ).fetchone()
+        if row is not None and row[0] == 1:
+            # A new window: the key's older ones are of no more use.
+            self.conn.execute(
+                "DELETE FROM throttle_hits WHERE scope = ? AND key = ? AND window_start < ?",
+                (scope, key, window_start),
+            )
+        return row is not None
+
+    def digest_fold(
+        self,
+        scope: str,
+        key: str,
+        event_id: str,
+        due_at: float,
+        max_count: int | None,
+        message: tuple[str, str, NewDelivery] | None,
+        now: float,
+    ) -> DigestFold:
+        conn = self.conn
+        while True:
+            joined = conn.execute(
+                "UPDATE digests SET count = count + 1 WHERE scope = ? AND key = ? AND open = 1 "
+                "AND (max_count IS NULL OR count < max_count) AND (delivery_id IS NULL OR "
+                "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending') "
+                "RETURNING id, delivery_id, due_at",
+                (scope, key),
+            ).fetchone()
+            if joined is not None:
+                fold = DigestFold(joined[0], joined[1], joined[2], opened=False)
+                break
+            conn.execute(
+                "UPDATE digests SET open = NULL, closed_at = ? "
+                "WHERE scope = ? AND key = ? AND open = 1",
+                (now, scope, key),
+            )
+            opened = conn.execute(
+                "INSERT INTO digests (scope, key, open, due_at, count, max_count, created_at) "
+                "VALUES (?, ?, 1, ?, 1, ?, ?) ON CONFLICT (scope, key, open) DO NOTHING "
+                "RETURNING id",
+                (scope, key, due_at, max_count, now),
+            ).fetchone()
+            if opened is None:
+                continue  # another writer opened one just now (PostgreSQL): join it
+            delivery_id = None
+            if message is not None:
+                event, event_type, row = message
+                self.insert_delivery_rows(
+                    [(event, event_type, replace(row, digest_id=opened[0]))], now
+                )
+                delivery_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+                conn.execute(
+                    "UPDATE digests SET delivery_id = ? WHERE id = ?", (delivery_id, opened[0])
+                )
+            fold = DigestFold(opened[0], delivery_id, due_at, opened=True)
+            break
+        conn.execute(
+            "INSERT INTO digest_items (digest_id, event_id, at) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (fold.digest_id, event_id, now),
+        )
+        return fold
+
+    def digest_close(self, scope: str, event_id: str, now: float) -> int | None:
+        row = self.conn.execute(
+            "SELECT d.id FROM digests d JOIN digest_items i ON i.digest_id = d.id "
+            "WHERE d.scope = ? AND i.event_id = ? ORDER BY d.id DESC LIMIT 1",
+            (scope, event_id),
+        ).fetchone()
+        if row is None:
+            return None
+        self.conn.execute(
+            "UPDATE digests SET open = NULL, closed_at = COALESCE(closed_at, ?) WHERE id = ?",
+            (now, row[0]),
+        )
+        return int(row[0])
 
 
 def now() -> float:
