@@ -34,6 +34,8 @@ REASONS: dict[str, str] = {
     "no_address": "the customer has no address for this channel",
     "invalid_address": "the address cannot be normalised",
     "duplicate_contact": "the contact's phone or email belongs to another contact",
+    "throttled": "over the throttle's limit for its key in this window",
+    "digested": "folded into the address's digest message",
 }
 
 
@@ -72,9 +74,10 @@ def explain_command(directory: Path, event_file: str, moment: datetime, fmt: str
     """Show who would get one event, on which channel, and why others would not.
 
     DIRECTORY is a config directory (default: the current one) or a compiled table file."""
+    from clarion.runtime import pacing
     from clarion.runtime.envelope import Rejection
     from clarion.runtime.ingest import check_event, merge_contact
-    from clarion.runtime.planner import plan
+    from clarion.runtime.planner import plan, template_context
 
     table = _table(directory)
     raw = _read_event(event_file)
@@ -92,7 +95,10 @@ def explain_command(directory: Path, event_file: str, moment: datetime, fmt: str
     contact = None
     if event.contact is not None:
         _, _, contact = merge_contact(table, event, None, moment.timestamp())
-    deliveries = plan(table, event, contact, moment) + _flows(table, raw, moment)
+    planned = plan(table, event, contact, moment)
+    context = template_context(event, table, contact)
+    planned = pacing.explain(table, event, planned, context, moment.timestamp())
+    deliveries = planned + _flows(table, raw, moment)
     if fmt == "json":
         click.echo(_as_json(event.type, event.id, table.digest, moment, deliveries))
     else:
@@ -212,16 +218,17 @@ def _as_json(
 def _label(d: Delivery) -> str:
     if d.status != "planned":
         return "skip"
-    return "sched" if d.source.startswith("flow:") else "send"
+    return "sched" if d.source.startswith(("flow:", "digest:")) else "send"
 
 
 def _why(d: Delivery) -> str:
-    if d.status == "planned" and d.source.startswith("flow:"):
+    if d.status == "planned" and d.source.startswith(("flow:", "digest:")):
         return d.detail or ""
     if d.status == "planned":
-        return (
+        via = (
             f"via route {d.source.removeprefix('route:')}" if d.source.startswith("route:") else ""
         )
+        return "; ".join(part for part in (via, d.detail) if part)
     reason = d.reason or "skipped"
     text = f"{reason}: {REASONS.get(reason, 'skipped')}"
     return f"{text} ({d.detail})" if d.detail else text

@@ -363,6 +363,8 @@ def _targets(out: TableDiff, old: _View, new: _View) -> None:
 def _target_item(target: t.Target) -> Item:
     what = "device" if target.kind == "url" else ("inbox" if target.kind == "inbox" else "address")
     details = [f"{what} {_to(target)}"] + ([] if target.enabled else ["switched off"])
+    if target.digest is not None:
+        details.append(f"digest {describe_digest(target.digest)}")
     return Item(
         target.id,
         details,
@@ -388,6 +390,14 @@ def _target_changed(out: TableDiff, before: t.Target, after: t.Target) -> None:
     if before.url != after.url:
         details.append("device URL changed")  # never printed: it may name a secret's place
         fields["url_changed"] = True
+    if before.digest != after.digest:
+        details += _field_changes(
+            [("digest", describe_digest(before.digest), describe_digest(after.digest))]
+        )
+        fields["digest"] = {
+            "before": before.digest.model_dump() if before.digest else None,
+            "after": after.digest.model_dump() if after.digest else None,
+        }
     if details:
         out.addresses.changed.append(Item(after.id, details, fields))
 
@@ -458,7 +468,11 @@ def _customer_messages(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable)
         if a.channels != b.channels:
             fields["channels"] = {"before": a.channels, "after": b.channels}
         details += _field_changes(
-            (("template", a.template, b.template), ("attachment", a.attach, b.attach))
+            (
+                ("template", a.template, b.template),
+                ("attachment", a.attach, b.attach),
+                ("throttle", describe_throttle(a.throttle), describe_throttle(b.throttle)),
+            )
         )
         section.changed.append(Item(name, details, fields))
 
@@ -485,6 +499,7 @@ def _routes(out: TableDiff, old: _View, new: _View) -> None:
                 ("condition", a.when or "(always)", b.when or "(always)"),
                 ("to", a.to, b.to),
                 ("channels", a.channels or "every channel", b.channels or "every channel"),
+                ("throttle", describe_throttle(a.throttle), describe_throttle(b.throttle)),
             )
         )
         if details:
@@ -552,8 +567,30 @@ def describe_step(step: t.Step) -> str:
         return describe_wait(step.wait)
     if step.send is not None:
         to = "the contact" if step.send.to == "contact" else _show(step.send.to)
-        return f"send {step.send.template} to {to} on {_show(step.send.channels)}"
+        text = f"send {step.send.template} to {to} on {_show(step.send.channels)}"
+        if step.send.throttle is not None:
+            text += f", throttled to {describe_throttle(step.send.throttle)}"
+        return text
+    if step.digest is not None:
+        spec = step.digest
+        most = f", at most {spec.max} events" if spec.max is not None else ""
+        return f"digest {duration(spec.window_seconds)} of runs by {spec.key}{most}"
     return f"emit {step.emit}"
+
+
+def describe_throttle(throttle: t.Throttle | None) -> str | None:
+    """at most 3 per 1 hour for {{ contact.id }}; None: no throttle."""
+    if throttle is None:
+        return None
+    return f"at most {throttle.limit} per {duration(throttle.per_seconds)} for {throttle.key}"
+
+
+def describe_digest(digest: t.Digest | None) -> str | None:
+    """every 1 day at 09:00; None: no digest (each event sent at once)."""
+    if digest is None:
+        return None
+    every = f"every {duration(digest.every_seconds)}"
+    return every + (f" at {digest.at}" if digest.at else "")
 
 
 def _flow_summary(flow: t.Flow) -> str:
