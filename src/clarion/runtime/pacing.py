@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -87,8 +88,27 @@ def next_boundary(now: float, every: int, at: str | None, tz: ZoneInfo) -> float
     raise AssertionError("a boundary lies within every + 1 days")  # pragma: no cover
 
 
+_PATH = re.compile(r"^\{\{\s*((?:contact|data|event)(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*\}\}$")
+
+
+@functools.lru_cache(maxsize=256)
+def _simple_path(key: str) -> tuple[str, ...] | None:
+    """`{{ contact.id }}` as ("contact", "id"): looked up directly, without Jinja2."""
+    match = _PATH.match(key.strip())
+    return tuple(match.group(1).split(".")) if match else None
+
+
 def render_key(key: str, context: dict[str, Any]) -> str:
     """A throttle's or digest's key for this event; one that cannot render is the empty key."""
+    path = _simple_path(key)
+    if path is not None:
+        value: Any = context
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                return ""
+            value = value[part]
+        if isinstance(value, str | int | float):  # printed as Jinja2 prints them
+            return str(value).strip()
     try:
         return render(key, context, locale="en", timezone_name="UTC").body.strip()
     except (TemplateError, TypeError, ValueError):
@@ -160,7 +180,10 @@ def fold(
     """A team delivery folded into its address's digest: the digest message is opened (due at
     the schedule's next boundary) by the first event, and every event's own row is `digested`."""
     due = next_boundary(now, spec.every_seconds, spec.at, tz)
-    message = replace(row, template=DIGEST_TEMPLATE, due_at=due, detail=None)
+
+    def message(digest_id: int) -> NewDelivery:
+        return replace(row, template=DIGEST_TEMPLATE, due_at=due, digest_id=digest_id)
+
     found = tx.digest_fold(
         f"target:{row.target}", "", event.id, due, None, (event.id, event.type, message), now
     )
@@ -170,8 +193,13 @@ def fold(
         reason="digested",
         due_at=None,
         digest_id=found.digest_id,
-        detail=f"in the digest message {found.delivery_id}, due {iso(found.due_at)}",
+        detail=f"in the digest message {found.delivery_id}, due {_iso(found.due_at)}",
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _iso(moment: float) -> str | None:
+    return iso(moment)
 
 
 # -- rendering a digest message ------------------------------------------------------------------

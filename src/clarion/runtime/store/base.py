@@ -203,8 +203,9 @@ class Tx(Protocol):
     # -- pacing (runtime/pacing.py): enforced here, so limits hold across workers and sidecars --
 
     def throttle_hit(self, scope: str, key: str, window_start: int, limit: int) -> bool:
-        """Count one message for (scope, key) in the window starting at `window_start`; False
-        (and nothing counted) when the window already holds `limit`."""
+        """Count one message for (scope, key) in the window starting at `window_start` (a later
+        window than the one counted so far starts again at 1); False, and nothing counted, when
+        the window already holds `limit`."""
         ...
 
     def digest_fold(
@@ -214,12 +215,17 @@ class Tx(Protocol):
         event_id: str,
         due_at: float,
         max_count: int | None,
-        message: tuple[str, str, NewDelivery] | None,
+        message: tuple[str, str, Callable[[int], NewDelivery]] | None,
         now: float,
     ) -> DigestFold:
-        """Add the event to the open digest of (scope, key) if it can still take it (its message
-        not yet claimed, fewer than `max_count` events); otherwise close that one and open a new
-        one due at `due_at`, inserting `message` (event id, event type, row) as its message."""
+        """Add the event to the open digest of (scope, key) if it can still take it (due after
+        `now`, its message not yet claimed, fewer than `max_count` events); otherwise close that
+        one and open a new one due at `due_at`.
+
+        A team digest has a `message` (event id, event type, digest id -> row): inserted as the
+        digest's message when a digest opens; its events are the deliveries the caller folds
+        into it (their `digest_id`). A flow digest has none; its events are kept in
+        `digest_items`."""
         ...
 
     def digest_close(self, scope: str, event_id: str, now: float) -> int | None:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -157,9 +156,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX flow_runs_due ON flow_runs(due_at) WHERE status = 'active';
     CREATE INDEX flow_runs_key ON flow_runs(flow, key) WHERE status = 'active';
     """,
-    # 3: pacing. Throttle counters per fixed window; digests, one open per (scope, key): `open`
-    # is 1 while it collects and NULL once closed, and NULLs never collide in a UNIQUE, so
-    # concurrent events for one key fold into one digest on SQLite and PostgreSQL alike.
+    # 3: pacing. A throttle counter per (scope, key) for its current window; digests, one open
+    # per (scope, key): `open` is 1 while it collects and NULL once closed, and NULLs never
+    # collide in a UNIQUE, so concurrent events for one key fold into one digest on SQLite and
+    # PostgreSQL alike. A team digest's events are the deliveries folded into it (`digest_id`);
+    # a flow digest's, `digest_items`. `count` is kept up to date only under a `max_count`.
     """
     ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
     CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL;
@@ -168,7 +169,7 @@ MIGRATIONS: list[str] = [
         key TEXT NOT NULL,
         window_start INTEGER NOT NULL,
         count INTEGER NOT NULL,
-        PRIMARY KEY (scope, key, window_start)
+        PRIMARY KEY (scope, key)
     );
     CREATE TABLE digests (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -480,9 +481,10 @@ class SQLiteStore:
         return [
             str(row[0])
             for row in self._reader().execute(
-                "SELECT e.envelope FROM digest_items i JOIN events e ON e.id = i.event_id "
-                "WHERE i.digest_id = ? ORDER BY i.at, e.received_at, e.id",
-                (digest_id,),
+                "SELECT e.envelope FROM events e JOIN (SELECT event_id FROM digest_items "
+                "WHERE digest_id = ? UNION SELECT event_id FROM deliveries WHERE digest_id = ? "
+                "AND reason = 'digested') m ON m.event_id = e.id ORDER BY e.received_at, e.id",
+                (digest_id, digest_id),
             )
         ]
 
@@ -916,18 +918,19 @@ class _SQLiteTx:
     # -- pacing --------------------------------------------------------------------------------
 
     def throttle_hit(self, scope: str, key: str, window_start: int, limit: int) -> bool:
+        # One row per (scope, key): a later window starts the count again, in the same statement
+        # (no read-then-write for two writers to race on, nothing to delete later).
         row = self.conn.execute(
             "INSERT INTO throttle_hits (scope, key, window_start, count) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (scope, key, window_start) DO UPDATE SET count = throttle_hits.count + 1 "
-            "WHERE throttle_hits.count < ? RETURNING count",
+            "ON CONFLICT (scope, key) DO UPDATE SET "
+            "count = CASE WHEN excluded.window_start > throttle_hits.window_start THEN 1 "
+            "ELSE throttle_hits.count + 1 END, "
+            "window_start = CASE WHEN excluded.window_start > throttle_hits.window_start "
+            "THEN excluded.window_start ELSE throttle_hits.window_start END "
+            "WHERE excluded.window_start > throttle_hits.window_start "
+            "OR throttle_hits.count < ? RETURNING count",
             (scope, key, window_start, limit),
         ).fetchone()
-        if row is not None and row[0] == 1:
-            # A new window: the key's older ones are of no more use.
-            self.conn.execute(
-                "DELETE FROM throttle_hits WHERE scope = ? AND key = ? AND window_start < ?",
-                (scope, key, window_start),
-            )
         return row is not None
 
     def digest_fold(
@@ -937,19 +940,23 @@ class _SQLiteTx:
         event_id: str,
         due_at: float,
         max_count: int | None,
-        message: tuple[str, str, NewDelivery] | None,
+        message: tuple[str, str, Callable[[int], NewDelivery]] | None,
         now: float,
     ) -> DigestFold:
         conn = self.conn
         while True:
+            # A read, not a write, for the common case (PostgreSQL: FOR SHARE, so that a close
+            # waits for this transaction); only a digest with a `max` counts its events.
             joined = conn.execute(
-                "UPDATE digests SET count = count + 1 WHERE scope = ? AND key = ? AND open = 1 "
-                "AND (max_count IS NULL OR count < max_count) AND (delivery_id IS NULL OR "
-                "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending') "
-                "RETURNING id, delivery_id, due_at",
-                (scope, key),
+                "SELECT id, delivery_id, due_at, count FROM digests WHERE scope = ? AND key = ? "
+                "AND open = 1 AND due_at > ? AND (max_count IS NULL OR count < max_count) AND "
+                "(delivery_id IS NULL OR "
+                "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending')",
+                (scope, key, now),
             ).fetchone()
             if joined is not None:
+                if max_count is not None:
+                    conn.execute("UPDATE digests SET count = count + 1 WHERE id = ?", (joined[0],))
                 fold = DigestFold(joined[0], joined[1], joined[2], opened=False)
                 break
             conn.execute(
@@ -967,21 +974,20 @@ class _SQLiteTx:
                 continue  # another writer opened one just now (PostgreSQL): join it
             delivery_id = None
             if message is not None:
-                event, event_type, row = message
-                self.insert_delivery_rows(
-                    [(event, event_type, replace(row, digest_id=opened[0]))], now
-                )
+                event, event_type, make = message
+                self.insert_delivery_rows([(event, event_type, make(opened[0]))], now)
                 delivery_id = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
                 conn.execute(
                     "UPDATE digests SET delivery_id = ? WHERE id = ?", (delivery_id, opened[0])
                 )
             fold = DigestFold(opened[0], delivery_id, due_at, opened=True)
             break
-        conn.execute(
-            "INSERT INTO digest_items (digest_id, event_id, at) VALUES (?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (fold.digest_id, event_id, now),
-        )
+        if message is None:
+            conn.execute(
+                "INSERT INTO digest_items (digest_id, event_id, at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (fold.digest_id, event_id, now),
+            )
         return fold
 
     def digest_close(self, scope: str, event_id: str, now: float) -> int | None:
