@@ -90,7 +90,9 @@ PACED = {
 PLAIN = {"digest": "", "throttle": "", "digest_step": ""}
 
 TEMPLATES = {
-    "order_status.email.j2": "Subject: Order {{ data.order_id }}\nYour order is {{ data.status }}.\n",
+    "order_status.email.j2": (
+        "Subject: Order {{ data.order_id }}\nYour order is {{ data.status }}.\n"
+    ),
     "status_digest.email.j2": (
         "Subject: {{ count | default(1) }} order updates\n"
         "{% for e in events | default([]) %}{{ e.data.status }} {% endfor %}\n"
