@@ -267,9 +267,11 @@ def main() -> int:
                 figures = json.loads(done.stdout.strip().splitlines()[-1])
                 print(
                     f"  run {run + 1} {name:5}: {figures['rate']:8,.0f} events/s "
-                    f"({figures['seconds']:.1f} s)"
+                    f"({figures['seconds']:.1f} s wall, {figures['cpu']:.1f} s CPU)",
+                    flush=True,
                 )
                 best[name] = max(best.get(name, 0.0), figures["rate"])
+                best_cpu[name] = max(best_cpu.get(name, 0.0), args.events / figures["cpu"])
                 if name == "paced" and run == 0:
                     problems = check(store, args.events, args.contacts)
                 store.unlink(missing_ok=True)

@@ -120,7 +120,9 @@ def test_concurrent_events_for_one_key_fold_into_exactly_one_digest(
             listed = set((got.message or "").split())
             assert listed == {f"po_{i}" for i in range(count)}
             event = client.get("/v1/events/evt_0").json()
-            assert any(d["reason"] == "digested" for d in event["deliveries"])
+            [folded_row] = [d for d in event["deliveries"] if d["reason"] == "digested"]
+            assert folded_row["digest_id"] == digest_id
+            assert f"in the digest message {message}" in folded_row["detail"]
             # a later event opens the next digest, not the one already sent
             later = {"type": "payout.processed", "id": "evt_late", "data": {"payout_id": "po_x"}}
             assert client.post("/v1/events", json=later).status_code == 202
