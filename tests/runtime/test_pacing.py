@@ -42,6 +42,14 @@ channels:
 recipients:
   finance:
     hook: {{device: finance-hook, url: "{url}", events: [payouts], digest: {{every: 1h}}}}
+  ops:
+    hook: {{device: ops-hook, url: "{url}/ops", events: none}}
+flows:
+  status_digest:
+    on: order.status_changed
+    steps:
+      - digest: {{window: 10m, key: "{{{{ contact.id }}}}", max: 4}}
+      - send: {{to: [ops], channels: [hook], template: orders}}
 customer_messages:
   order.status_changed:
     channels: [hook]
@@ -57,6 +65,10 @@ def table_for(tmp_path: Path, url: str) -> TableIndex:
     (folder / "templates").mkdir(parents=True)
     (folder / "main.yaml").write_text(CONFIG.format(url=url), "utf-8")
     (folder / "templates" / "order_status.hook.j2").write_text("Order {{ data.order_id }}\n")
+    (folder / "templates" / "orders.hook.j2").write_text(
+        "Subject: {{ count }} updates for {{ contact.id }}\n"
+        "{% for e in events %}{{ e.data.order_id }} {% endfor %}\n"
+    )
     (folder / "templates" / "digest.hook.j2").write_text(
         "Subject: {{ count }} payouts\n{% for e in events %}{{ e.data.payout_id }} {% endfor %}\n"
     )
@@ -107,7 +119,9 @@ def test_concurrent_events_for_one_key_fold_into_exactly_one_digest(
             assert is_open == 1
             own = rows(
                 store_path,
-                "SELECT status, reason, digest_id FROM deliveries WHERE id != ? ORDER BY id",
+                "SELECT status, reason, digest_id FROM deliveries "
+                "WHERE id != ? AND recipient = 'finance' "
+                "ORDER BY id",
                 message,
             )
             assert own == [("skipped", "digested", digest_id)] * count
@@ -234,3 +248,49 @@ def test_digest_boundaries(now: str, every: int, at: str | None, zone: str, expe
     moment = datetime.fromisoformat(now).timestamp()
     got = next_boundary(moment, every, at, ZoneInfo(zone))
     assert got == datetime.fromisoformat(expected).timestamp()
+
+
+def test_a_flow_digest_sends_once_per_key_listing_every_run_and_starts_again_past_max(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    table = table_for(tmp_path, sink.apprise_url("/digest"))
+    clock = SimulatedClock(START)
+    runtime = Runtime(table, SQLiteStore(None), Policy(workers=2), clock=clock)
+    try:
+        for i in range(6):  # cus_1: 6 runs; max 4 -> a digest of 4, then one of 2
+            raw = {
+                "type": "order.status_changed",
+                "id": f"evt_a{i}",
+                "data": {"order_id": f"SO-{i}"},
+                "contact": {"id": "cus_1"},
+            }
+            [answer] = runtime.ingest([raw])
+            assert answer.status == 202
+            clock.moment += 1
+        [answer] = runtime.ingest(
+            [
+                {
+                    "type": "order.status_changed",
+                    "id": "evt_b",
+                    "data": {"order_id": "SO-b"},
+                    "contact": {"id": "cus_2"},
+                }
+            ]
+        )
+        runtime.dispatcher.run_pending()
+        assert [r for r in sink.received if "updates for" in (r.title or "")] == []
+        clock.moment += 600
+        runtime.dispatcher.run_pending()
+        got = sink.wait_for(3, timeout=10)
+        flow = sorted(
+            (r.title, sorted((r.message or "").split()))
+            for r in got
+            if "updates" in (r.title or "")
+        )
+        assert flow == [
+            ("1 updates for cus_2", ["SO-b"]),
+            ("2 updates for cus_1", ["SO-4", "SO-5"]),
+            ("4 updates for cus_1", ["SO-0", "SO-1", "SO-2", "SO-3"]),
+        ]
+    finally:
+        runtime.stop(timeout=5)

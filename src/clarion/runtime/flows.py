@@ -166,6 +166,7 @@ def advance(
                     detail,
                     now,
                     step,
+                    folded.digest_id,
                 )
             return
         if spec.emit is not None:
@@ -229,8 +230,10 @@ def _stop(
     detail: str,
     now: float,
     at_step: int,
+    digest_id: int | None = None,
 ) -> None:
-    """End a run early at `at_step`: its sends from `from_step` are skipped with `reason`."""
+    """End a run early at `at_step`: its sends from `from_step` are skipped with `reason`
+    (`digested`: into the digest `digest_id`)."""
     _skip_sends(
         tx,
         table,
@@ -243,6 +246,7 @@ def _stop(
         now,
         detail=detail,
         run_id=run.id,
+        digest_id=digest_id,
     )
     tx.update_run(run.id, status, at_step, None, detail, now)
 
@@ -352,6 +356,7 @@ def _skip_sends(
     *,
     detail: str | None,
     run_id: int | None,
+    digest_id: int | None = None,
 ) -> None:
     """Record, as skipped with `reason`, every delivery the run's remaining sends would make."""
     rows: list[NewDelivery] = []
@@ -378,6 +383,7 @@ def _skip_sends(
                     detail=detail,
                     run_id=run_id,
                     step=index,
+                    digest_id=digest_id,
                 )
             )
     if rows:

@@ -223,9 +223,9 @@ class Tx(Protocol):
         one and open a new one due at `due_at`.
 
         A team digest has a `message` (event id, event type, digest id -> row): inserted as the
-        digest's message when a digest opens; its events are the deliveries the caller folds
-        into it (their `digest_id`). A flow digest has none; its events are kept in
-        `digest_items`."""
+        digest's message when a digest opens. A flow digest has none; the event of the run that
+        opens it is kept in `digest_items`. Every other event of a digest is known by the
+        deliveries the caller folds into it (`digest_id` set, reason `digested`)."""
         ...
 
     def digest_close(self, scope: str, event_id: str, now: float) -> int | None:

@@ -159,8 +159,9 @@ MIGRATIONS: list[str] = [
     # 3: pacing. A throttle counter per (scope, key) for its current window; digests, one open
     # per (scope, key): `open` is 1 while it collects and NULL once closed, and NULLs never
     # collide in a UNIQUE, so concurrent events for one key fold into one digest on SQLite and
-    # PostgreSQL alike. A team digest's events are the deliveries folded into it (`digest_id`);
-    # a flow digest's, `digest_items`. `count` is kept up to date only under a `max_count`.
+    # PostgreSQL alike. A digest's events are those of the deliveries folded into it (their
+    # `digest_id`, reason `digested`), plus, for a flow digest, its first run's event in
+    # `digest_items`. `count` is kept up to date only under a `max_count`.
     """
     ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
     CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL;
@@ -947,23 +948,25 @@ class _SQLiteTx:
         while True:
             # A read, not a write, for the common case (PostgreSQL: FOR SHARE, so that a close
             # waits for this transaction); only a digest with a `max` counts its events.
-            joined = conn.execute(
-                "SELECT id, delivery_id, due_at, count FROM digests WHERE scope = ? AND key = ? "
-                "AND open = 1 AND due_at > ? AND (max_count IS NULL OR count < max_count) AND "
-                "(delivery_id IS NULL OR "
-                "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending')",
-                (scope, key, now),
+            found = conn.execute(
+                "SELECT id, delivery_id, due_at, count, max_count, delivery_id IS NULL OR "
+                "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending' "
+                "FROM digests WHERE scope = ? AND key = ? AND open = 1",
+                (scope, key),
             ).fetchone()
-            if joined is not None:
-                if max_count is not None:
-                    conn.execute("UPDATE digests SET count = count + 1 WHERE id = ?", (joined[0],))
-                fold = DigestFold(joined[0], joined[1], joined[2], opened=False)
-                break
-            conn.execute(
-                "UPDATE digests SET open = NULL, closed_at = ? "
-                "WHERE scope = ? AND key = ? AND open = 1",
-                (now, scope, key),
-            )
+            if found is not None:
+                digest_id, delivery_id, due, count, most, unclaimed = found
+                if unclaimed and due > now and (most is None or count < most):
+                    if most is not None:
+                        conn.execute(
+                            "UPDATE digests SET count = count + 1 WHERE id = ?", (digest_id,)
+                        )
+                    fold = DigestFold(digest_id, delivery_id, due, opened=False)
+                    break
+                # its time has come, its message is being sent, or it is full: close it
+                conn.execute(
+                    "UPDATE digests SET open = NULL, closed_at = ? WHERE id = ?", (now, digest_id)
+                )
             opened = conn.execute(
                 "INSERT INTO digests (scope, key, open, due_at, count, max_count, created_at) "
                 "VALUES (?, ?, 1, ?, 1, ?, ?) ON CONFLICT (scope, key, open) DO NOTHING "
@@ -982,7 +985,8 @@ class _SQLiteTx:
                 )
             fold = DigestFold(opened[0], delivery_id, due_at, opened=True)
             break
-        if message is None:
+        if message is None and fold.opened:
+            # the event a flow digest's first run stands for (the others fold their sends in)
             conn.execute(
                 "INSERT INTO digest_items (digest_id, event_id, at) VALUES (?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
