@@ -115,6 +115,14 @@ def render_key(key: str, context: dict[str, Any]) -> str:
         return ""
 
 
+def with_changes(row: NewDelivery, **changes: Any) -> NewDelivery:
+    """`dataclasses.replace` for the hot path: a copy of the frozen row's fields with some
+    changed, without running `__init__` field by field again (several times cheaper)."""
+    new = object.__new__(NewDelivery)
+    new.__dict__.update(row.__dict__, **changes)
+    return new
+
+
 def throttle(
     tx: Tx,
     spec: Throttle,
@@ -131,9 +139,12 @@ def throttle(
     start = int(now // per) * per
     if tx.throttle_hit(scope, key, start, spec.limit):
         return list(rows)
-    detail = f"over {spec.limit} per {per} s for {key!r}; the window ends {iso(float(start + per))}"
+    detail = (
+        f"over {spec.limit} per {format_duration(per)} for {key!r}; "
+        f"the window ends {_iso(float(start + per))}"
+    )
     return [
-        replace(r, status="skipped", reason="throttled", due_at=None, detail=detail)
+        with_changes(r, status="skipped", reason="throttled", due_at=None, detail=detail)
         if r.status == "pending"
         else r
         for r in rows
@@ -153,17 +164,20 @@ def apply(
     paced = index(table)
     if not paced.any:
         return rows
-    groups: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(row.source, []).append(i)
-    for source, members in groups.items():
-        spec = paced.customer.get(event.type) if source == "customer" else paced.routes.get(source)
-        if spec is None:
-            continue
-        scope = f"customer:{event.type}" if source == "customer" else source
-        done = throttle(tx, spec, scope, context(), [rows[i] for i in members], now)
-        for i, row in zip(members, done, strict=True):
-            rows[i] = row
+    customer = paced.customer.get(event.type)
+    if customer is not None or paced.routes:
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            source = row.source
+            if (customer is not None and source == "customer") or source in paced.routes:
+                groups.setdefault(source, []).append(i)
+        for source, members in groups.items():
+            spec = customer if source == "customer" else paced.routes[source]
+            assert spec is not None
+            scope = f"customer:{event.type}" if source == "customer" else source
+            done = throttle(tx, spec, scope, context(), [rows[i] for i in members], now)
+            for i, row in zip(members, done, strict=True):
+                rows[i] = row
     if paced.digests:
         rows = [
             fold(tx, event, row, *paced.digests[row.target], now)
@@ -182,12 +196,12 @@ def fold(
     due = next_boundary(now, spec.every_seconds, spec.at, tz)
 
     def message(digest_id: int) -> NewDelivery:
-        return replace(row, template=DIGEST_TEMPLATE, due_at=due, digest_id=digest_id)
+        return with_changes(row, template=DIGEST_TEMPLATE, due_at=due, digest_id=digest_id)
 
     found = tx.digest_fold(
         f"target:{row.target}", "", event.id, due, None, (event.id, event.type, message), now
     )
-    return replace(
+    return with_changes(
         row,
         status="skipped",
         reason="digested",

@@ -8,11 +8,10 @@ takes the sends after it once, rendered with `events` (every folded run's event)
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from clarion.compile.table import Flow, FlowDigest, Send
-from clarion.runtime.pacing import render_key, throttle
+from clarion.runtime.pacing import render_key, throttle, with_changes
 from clarion.runtime.store.base import DigestFold, NewDelivery, RunRow, Tx
 
 
@@ -52,7 +51,7 @@ def paced_send(
     now: float,
 ) -> list[NewDelivery]:
     if digest_id is not None:
-        rows = [replace(r, digest_id=digest_id) for r in rows]
+        rows = [with_changes(r, digest_id=digest_id) for r in rows]
     if send.throttle is None:
         return rows
     return throttle(tx, send.throttle, _scope(run, step), context, rows, now)

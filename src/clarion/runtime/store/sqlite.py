@@ -946,27 +946,42 @@ class _SQLiteTx:
     ) -> DigestFold:
         conn = self.conn
         while True:
-            # A read, not a write, for the common case (PostgreSQL: FOR SHARE, so that a close
-            # waits for this transaction); only a digest with a `max` counts its events.
-            found = conn.execute(
-                "SELECT id, delivery_id, due_at, count, max_count, delivery_id IS NULL OR "
-                "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending' "
-                "FROM digests WHERE scope = ? AND key = ? AND open = 1",
-                (scope, key),
-            ).fetchone()
-            if found is not None:
-                digest_id, delivery_id, due, count, most, unclaimed = found
-                if unclaimed and due > now and (most is None or count < most):
-                    if most is not None:
-                        conn.execute(
-                            "UPDATE digests SET count = count + 1 WHERE id = ?", (digest_id,)
-                        )
-                    fold = DigestFold(digest_id, delivery_id, due, opened=False)
+            if max_count is not None:
+                # counted: join and count in one statement, or close what cannot take it
+                joined = conn.execute(
+                    "UPDATE digests SET count = count + 1 WHERE scope = ? AND key = ? "
+                    "AND open = 1 AND due_at > ? AND count < max_count AND (delivery_id IS NULL "
+                    "OR (SELECT status FROM deliveries WHERE id = digests.delivery_id) = "
+                    "'pending') RETURNING id, delivery_id, due_at",
+                    (scope, key, now),
+                ).fetchone()
+                if joined is not None:
+                    fold = DigestFold(joined[0], joined[1], joined[2], opened=False)
                     break
-                # its time has come, its message is being sent, or it is full: close it
                 conn.execute(
-                    "UPDATE digests SET open = NULL, closed_at = ? WHERE id = ?", (now, digest_id)
+                    "UPDATE digests SET open = NULL, closed_at = ? "
+                    "WHERE scope = ? AND key = ? AND open = 1",
+                    (now, scope, key),
                 )
+            else:
+                # a read, not a write, for the common case (PostgreSQL: FOR SHARE, so that a
+                # close waits for this transaction)
+                found = conn.execute(
+                    "SELECT id, delivery_id, due_at, delivery_id IS NULL OR "
+                    "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending' "
+                    "FROM digests WHERE scope = ? AND key = ? AND open = 1",
+                    (scope, key),
+                ).fetchone()
+                if found is not None:
+                    digest_id, delivery_id, due, unclaimed = found
+                    if unclaimed and due > now:
+                        fold = DigestFold(digest_id, delivery_id, due, opened=False)
+                        break
+                    # its time has come, or its message is being sent: close it
+                    conn.execute(
+                        "UPDATE digests SET open = NULL, closed_at = ? WHERE id = ?",
+                        (now, digest_id),
+                    )
             opened = conn.execute(
                 "INSERT INTO digests (scope, key, open, due_at, count, max_count, created_at) "
                 "VALUES (?, ?, 1, ?, 1, ?, ?) ON CONFLICT (scope, key, open) DO NOTHING "
