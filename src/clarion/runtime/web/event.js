@@ -17,6 +17,8 @@
     no_address: "The customer has no address for this channel (or the event carried no contact).",
     invalid_address: "The address could not be understood: a malformed phone number or email address.",
     duplicate_contact: "The contact's phone or email belongs to another contact, and contacts must be unique.",
+    throttled: "Too many messages of this kind for the same key in this window: the throttle's limit was reached.",
+    digested: "Collected into a digest: this address gets one message listing its events, at the digest's time.",
   };
 
   const STATUS = {
