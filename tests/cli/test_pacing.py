@@ -82,3 +82,17 @@ def test_explain_shows_the_digest_and_the_throttle() -> None:
     )
     assert "digested: folded into the address's digest message" in text
     assert "1 to send, 1 scheduled, 3 skipped" in text
+
+
+def test_render_and_diff_give_digest_templates_their_events(tmp_path: Path) -> None:
+    code, out = run("render", str(PACING), "digest", "--channel", "email")
+    assert code == 0, out
+    assert "Subject: 1 payout update" in out and "Payout Failed po_1" in out
+    before, after = tmp_path / "before", tmp_path / "after"
+    shutil.copytree(PACING, before)
+    shutil.copytree(PACING, after)
+    digest = after / "templates" / "digest.email.j2"
+    digest.write_text(digest.read_text("utf-8").replace("payout update", "payout change"))
+    code, out = run("diff", str(before), str(after))
+    assert code == 0, out
+    assert "-Subject: 1 payout update" in out and "+Subject: 1 payout change" in out

@@ -728,8 +728,9 @@ class _Use:
     template: str
     channel: str
     event: str
-    kind: str  # team | customer | flow
+    kind: str  # team | customer | flow | digest
     team: bool
+    digest: bool = False  # rendered with `events` and `count`
 
 
 def _uses(table: t.RoutingTable) -> dict[tuple[str, ...], _Use]:
@@ -745,10 +746,23 @@ def _uses(table: t.RoutingTable) -> dict[tuple[str, ...], _Use]:
             )
     for name, flow in table.flows.items():
         sends = [s.send for s in flow.steps if s.send is not None]
+        digested = [
+            any(s.digest is not None for s in flow.steps[:i])
+            for i, s in enumerate(flow.steps)
+            if s.send is not None
+        ]
         for index, send in enumerate(sends):
             for channel in send.channels:
                 found[("flow", name, str(index), channel)] = _Use(
-                    send.template, channel, flow.on, "flow", send.to != "contact"
+                    send.template, channel, flow.on, "flow", send.to != "contact", digested[index]
+                )
+    for target in table.targets:
+        if target.digest is None or not target.enabled:
+            continue
+        for name, event in table.events.items():
+            if target.events.matches(name, event.category):
+                found[("digest", name, target.channel)] = _Use(
+                    "digest", target.channel, name, "digest", True, True
                 )
     return found
 
@@ -760,7 +774,9 @@ def _source(table: t.RoutingTable, name: str, channel: str, locale: str) -> tupl
         if key in variants:
             return variants[key], key or locale
     spec = table.channels.get(channel)
-    kind = spec.address if spec else "email"
+    kind: str = spec.address if spec else "email"
+    if name == "digest" and "digest" in table.builtin_templates:
+        kind = "digest"  # a team address's digest message without a template of its own
     return table.builtin_templates.get(kind, ""), locale
 
 
@@ -777,11 +793,12 @@ def _inputs(table: t.RoutingTable, use: _Use, locale: str) -> tuple[Any, ...] | 
         event.description,
         table.defaults.timezone,
         use.team,
+        use.digest,
     )
 
 
 def _render(use: _Use, inputs: tuple[Any, ...]) -> str:
-    source, locale, example, category, description, timezone, team = inputs
+    source, locale, example, category, description, timezone, team, digest = inputs
     context: dict[str, Any] = {
         "event": {
             "type": use.event,
@@ -801,6 +818,9 @@ def _render(use: _Use, inputs: tuple[Any, ...]) -> str:
     }
     if team:
         context["recipient"] = "example-recipient"
+    if digest:
+        context["events"] = [{**context["event"], "data": example}]
+        context["count"] = 1
     try:
         message = render(source, context, locale=locale, timezone_name=timezone)
     except TemplateError as exc:
