@@ -96,3 +96,47 @@ def test_render_and_diff_give_digest_templates_their_events(tmp_path: Path) -> N
     code, out = run("diff", str(before), str(after))
     assert code == 0, out
     assert "-Subject: 1 payout update" in out and "+Subject: 1 payout change" in out
+
+
+REPLACED = """\
+name: a run replaced while it waits out its digest does not swallow the next one
+start: 2026-03-02T10:00:00Z
+steps:
+  - event:
+      type: dispute.opened
+      id: evt_1
+      data: {dispute_id: dp_1, amount: 100, currency: EUR}
+      contact: {id: cus_1}
+  - advance: 1m
+  - event:
+      type: dispute.opened
+      id: evt_2
+      data: {dispute_id: dp_2, amount: 200, currency: EUR}
+      contact: {id: cus_1}
+  - advance: 30m
+  - expect:
+      - {event_id: evt_1, recipient: support, channel: in_app}
+      - {event_id: evt_2, recipient: support, channel: in_app}
+      - event_id: evt_2
+        recipient: owner
+        channel: email
+        template: disputes_digest
+        at: "2026-03-02T10:11:00Z"
+  - expect_skipped:
+      - {event_id: evt_1, recipient: owner, channel: email, reason: replaced}
+"""
+
+
+def test_a_flow_run_replaced_during_its_digest_window_closes_the_digest(tmp_path: Path) -> None:
+    copy = tmp_path / "pacing"
+    shutil.copytree(PACING, copy)
+    config = copy / "clarion.yaml"
+    text = config.read_text("utf-8").replace(
+        "    on: dispute.opened\n", '    on: dispute.opened\n    key: "{{ contact.id }}"\n'
+    )
+    config.write_text(text, "utf-8")
+    for old in (copy / "tests").iterdir():
+        old.unlink()
+    (copy / "tests" / "replaced.yaml").write_text(REPLACED, "utf-8")
+    code, out = run("test", str(copy))
+    assert code == 0, out

@@ -340,6 +340,8 @@ def _end(
             detail=detail,
             run_id=run.id,
         )
+        # A run waiting out its digest's window: later runs start a new digest, not this one.
+        pacing_flows.resume(tx, flow, run, run.step, run.event_id, now)
     tx.update_run(run.id, status, run.step, None, detail, now)
 
 
