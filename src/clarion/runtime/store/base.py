@@ -225,7 +225,13 @@ class Tx(Protocol):
         A team digest has a `message` (event id, event type, digest id -> row): inserted as the
         digest's message when a digest opens. A flow digest has none; the event of the run that
         opens it is kept in `digest_items`. Every other event of a digest is known by the
-        deliveries the caller folds into it (`digest_id` set, reason `digested`)."""
+        deliveries the caller folds into it (`digest_id` set, reason `digested`).
+
+        Under concurrent writers (PostgreSQL): the join must hold a lock that closing the digest
+        and claiming its message wait for or skip (`FOR SHARE` on the digest row and on the
+        message's delivery row), so that no message is rendered without an event that joined
+        it; a second writer opening the same key meets `UNIQUE (scope, key, open)` (`ON
+        CONFLICT DO NOTHING`) and joins the digest the first one opened."""
         ...
 
     def digest_close(self, scope: str, event_id: str, now: float) -> int | None:
