@@ -98,6 +98,19 @@ def _simple_path(key: str) -> tuple[str, ...] | None:
     return tuple(match.group(1).split(".")) if match else None
 
 
+def _key_context(key: str, event: EventIn) -> dict[str, Any] | None:
+    """Enough of the template context for the commonest keys (`{{ contact.id }}`,
+    `{{ data.FIELD }}`), without building the whole of it; None: build it."""
+    path = _simple_path(key)
+    if path is None:
+        return None
+    if path[0] == "data":
+        return {"data": event.data}
+    if path == ("contact", "id"):
+        return {"contact": {"id": event.contact.id} if event.contact is not None else {}}
+    return None
+
+
 def render_key(key: str, context: dict[str, Any]) -> str:
     """A throttle's or digest's key for this event; one that cannot render is the empty key."""
     path = _simple_path(key)
@@ -175,7 +188,8 @@ def apply(
             spec = customer if source == "customer" else paced.routes[source]
             assert spec is not None
             scope = f"customer:{event.type}" if source == "customer" else source
-            done = throttle(tx, spec, scope, context(), [rows[i] for i in members], now)
+            values = _key_context(spec.key, event) or context()
+            done = throttle(tx, spec, scope, values, [rows[i] for i in members], now)
             for i, row in zip(members, done, strict=True):
                 rows[i] = row
     if paced.digests:
