@@ -151,6 +151,11 @@ CODES: dict[str, tuple[str, str]] = {
     "CL510": ("quiet-hours", "quiet hours that end when they start"),
     "CL511": ("send-unless", "a send step's `unless` that is not `read`"),
     "CL512": ("unless-read", "`unless: read` with no in-app send before it in the flow"),
+    # 52x: pacing (digests and throttles)
+    "CL520": ("digest-timezone", "a digest `at` with no time zone to read it in"),
+    "CL521": ("pacing-key", "a throttle or digest `key` that is not a template expression"),
+    "CL522": ("pacing-limit", "a throttle `limit` or digest `max` below 1"),
+    "CL523": ("digest-every", "a digest `every` that cannot meet its `at`"),
     "CL601": ("no-sender", "an email channel whose Apprise URL names no sender"),
     "CL602": ("literal-secret", "a credential written into a URL instead of {secret:NAME}"),
     "CL603": ("no-to-placeholder", "a channel URL without the {to} placeholder"),

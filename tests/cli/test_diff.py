@@ -55,6 +55,7 @@ def test_every_kind_of_change_has_a_case() -> None:
         "no_effect",
         "reorganised",
         "pacing",
+        "digests_and_throttles",
     } <= set(NAMES)
 
 

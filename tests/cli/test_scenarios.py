@@ -125,24 +125,27 @@ def test_the_examples_tell_every_seed_story() -> None:
 
 
 def test_the_examples_stories_hold_on_postgresql(postgres_url: str) -> None:
-    """The same stories told to the PostgreSQL store (each on its own schema)."""
+    """The examples' stories (config and pacing) told to the PostgreSQL store, each on its own
+    schema."""
     from clarion.compile import build
     from clarion.runtime import TableIndex
     from clarion.runtime.scenario import Scenario, load_scenario, run_scenario
     from clarion.runtime.store.postgres import PostgresStore
     from tests.postgres import private_schema
 
-    result = build(EXAMPLES)
-    assert result.table is not None and result.data is not None
-    table = TableIndex.from_table(result.table, result.data)
-    files = sorted((EXAMPLES / "tests").glob("*.yaml"))
-    assert len(files) >= 19
-    for path in files:
-        scenario = load_scenario(path, path.name)
-        assert isinstance(scenario, Scenario), scenario
-        with private_schema() as url:
-            outcome = run_scenario(table, scenario, PostgresStore(url))
-        assert not outcome.failures, (path.name, outcome.failures)
+    told = 0
+    for config in (EXAMPLES, EXAMPLES.parent / "pacing"):
+        result = build(config)
+        assert result.table is not None and result.data is not None
+        table = TableIndex.from_table(result.table, result.data)
+        for path in sorted((config / "tests").glob("*.yaml")):
+            scenario = load_scenario(path, path.name)
+            assert isinstance(scenario, Scenario), scenario
+            with private_schema() as url:
+                outcome = run_scenario(table, scenario, PostgresStore(url))
+            assert not outcome.failures, (path.name, outcome.failures)
+            told += 1
+    assert told >= 30
 
 
 PROVIDERS = """\

@@ -187,6 +187,32 @@ class Channel(_Model):
     )
 
 
+class Throttle(_Model):
+    """At most `limit` messages per `per` for each value of `key`; the rest are skipped with the
+    reason `throttled`. Counted in the store, so the limit holds across workers and sidecars."""
+
+    limit: int = Field(description="Messages allowed per window (at least 1).", examples=[3])
+    per: str = Field(description="The window: a duration.", examples=["1h", "1d"])
+    key: str = Field(
+        description="Template string naming whose messages are counted together.",
+        examples=["{{ contact.id }}"],
+    )
+
+
+class Digest(_Model):
+    """Collect this address's events and send one message listing them, on a schedule."""
+
+    every: str = Field(
+        description="How often a digest is sent: a duration (whole days when `at` is given).",
+        examples=["1d", "1h"],
+    )
+    at: str | None = Field(
+        None,
+        description="Local time of day (HH:MM) in the recipient's (or the default) time zone.",
+        examples=["09:00"],
+    )
+
+
 class AddressEntry(_Model):
     """One address (or push device, or inbox) of a recipient, with its own event toggles."""
 
@@ -213,6 +239,13 @@ class AddressEntry(_Model):
         description="This address's own quiet hours, or `false` for none; defaults to "
         "`defaults.quiet_hours`.",
         examples=[*QUIET_HOURS_EXAMPLES, False],
+    )
+    digest: Digest | None = Field(
+        None,
+        title="Digest",
+        description="One message per period listing the events collected since the last one; "
+        "none when there were none.",
+        examples=[{"every": "1d", "at": "09:00"}],
     )
 
 
@@ -254,6 +287,12 @@ class Route(_Model):
         description="Channels to use; defaults to every channel the recipient has.",
         examples=[["email", "sms"]],
     )
+    throttle: Throttle | None = Field(
+        None,
+        title="Throttle",
+        description="At most `limit` messages per `per` for each `key`; over it: `throttled`.",
+        examples=[{"limit": 3, "per": "1h", "key": "{{ contact.id }}"}],
+    )
 
 
 class CustomerMessage(_Model):
@@ -276,6 +315,12 @@ class CustomerMessage(_Model):
         description="Channels tried in order when a channel of `channels` cannot be used (no "
         "consent, no address) or is dead-lettered.",
         examples=[["sms"]],
+    )
+    throttle: Throttle | None = Field(
+        None,
+        title="Throttle",
+        description="At most `limit` messages per `per` for each `key`; over it: `throttled`.",
+        examples=[{"limit": 3, "per": "1h", "key": "{{ contact.id }}"}],
     )
 
 
@@ -331,6 +376,12 @@ class SendSpec(_Model):
         "was read (escalate only if nobody read it).",
         examples=["read"],
     )
+    throttle: Throttle | None = Field(
+        None,
+        title="Throttle",
+        description="At most `limit` messages per `per` for each `key`; over it: `throttled`.",
+        examples=[{"limit": 3, "per": "1h", "key": "{{ contact.id }}"}],
+    )
 
 
 class SendStep(_Model):
@@ -348,7 +399,31 @@ class EmitStep(_Model):
     )
 
 
-Step = WaitStep | SendStep | EmitStep
+class DigestSpec(_Model):
+    """Runs with the same key within the window become one: the first waits out the window,
+    then the sends after this step go once, listing every run's event."""
+
+    window: str = Field(description="How long to collect: a duration.", examples=["10m"])
+    key: str = Field(
+        description="Template string naming which runs are collected together.",
+        examples=["{{ contact.id }}"],
+    )
+    max: int | None = Field(
+        None,
+        description="At most this many events in one digest; the next one starts another.",
+        examples=[50],
+    )
+
+
+class DigestStep(_Model):
+    digest: DigestSpec = Field(
+        title="Digest",
+        description="Collect the events of runs with the same key for the sends after it.",
+        examples=[{"window": "10m", "key": "{{ contact.id }}"}],
+    )
+
+
+Step = WaitStep | SendStep | EmitStep | DigestStep
 
 
 class Flow(_Model):
@@ -383,7 +458,7 @@ class Flow(_Model):
     )
     steps: list[Step] = Field(
         min_length=1,
-        description="`wait`, `send` and `emit` steps, in order.",
+        description="`wait`, `send`, `emit` and `digest` steps, in order.",
         examples=[
             [
                 {"wait": {"until": "data.due_date", "offset": "-2d", "at": "09:00"}},
@@ -550,4 +625,13 @@ class _SchemaGenerator(GenerateJsonSchema):
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the config language, as `clarion schema` prints it."""
-    return Config.model_json_schema(by_alias=True, schema_generator=_SchemaGenerator)
+    schema = Config.model_json_schema(by_alias=True, schema_generator=_SchemaGenerator)
+    # An optional section (`throttle`, `digest`) is a bare $ref once null is left out, and
+    # pydantic gives a $ref no title: it takes its model's, as the required sections have theirs.
+    definitions = schema.get("$defs", {})
+    for definition in definitions.values():
+        for spec in definition.get("properties", {}).values():
+            ref = spec.get("$ref", "")
+            if ref and "title" not in spec:
+                spec["title"] = definitions[ref.rsplit("/", 1)[-1]].get("title")
+    return schema

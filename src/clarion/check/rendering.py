@@ -35,7 +35,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from clarion.check.timing import zone
 
 EXPRESSION_NAMES = frozenset({"data", "contact", "event"})
-TEMPLATE_NAMES = EXPRESSION_NAMES | {"recipient"}
+TEMPLATE_NAMES = EXPRESSION_NAMES | {"recipient", "events", "count"}  # the last two: digests
 LOCALE_VAR = "_clarion_locale"
 ZONE_VAR = "_clarion_timezone"
 _HEADER = re.compile(r"^(Subject|Link):[ \t]*(.*)$")

@@ -234,7 +234,7 @@ class FlowSend:
 
 @dataclass(frozen=True)
 class StepDoc:
-    kind: Literal["wait", "send", "emit"]
+    kind: Literal["wait", "send", "emit", "digest"]
     text: str
     detail: str | None = None
 
@@ -637,6 +637,14 @@ def _step_doc(step: Step, timezone: str) -> StepDoc:
         if send.unless == "read":
             note += "; not sent if an in-app item this run sent was read"
         return StepDoc("send", f"send to {who} by {channels}: {send.template}", note)
+    if step.digest is not None:
+        spec = step.digest
+        most = f", at most {spec.max} events each" if spec.max is not None else ""
+        return StepDoc(
+            "digest",
+            f"digest {duration(spec.window_seconds)} by {spec.key}",
+            f"runs with the same key within the window send the steps after this once{most}",
+        )
     return StepDoc("emit", f"emit {step.emit}", "once the message before it was delivered")
 
 

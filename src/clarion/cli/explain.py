@@ -35,6 +35,8 @@ REASONS: dict[str, str] = {
     "invalid_address": "the address cannot be normalised",
     "duplicate_contact": "the contact's phone or email belongs to another contact",
     "read": "an in-app item the flow run sent earlier was read: no escalation",
+    "throttled": "over the throttle's limit for its key in this window",
+    "digested": "folded into the address's digest message",
 }
 
 
@@ -73,9 +75,10 @@ def explain_command(directory: Path, event_file: str, moment: datetime, fmt: str
     """Show who would get one event, on which channel, and why others would not.
 
     DIRECTORY is a config directory (default: the current one) or a compiled table file."""
+    from clarion.runtime import pacing
     from clarion.runtime.envelope import Rejection
     from clarion.runtime.ingest import check_event, merge_contact
-    from clarion.runtime.planner import plan
+    from clarion.runtime.planner import plan, template_context
 
     table = _table(directory)
     raw = _read_event(event_file)
@@ -93,7 +96,10 @@ def explain_command(directory: Path, event_file: str, moment: datetime, fmt: str
     contact = None
     if event.contact is not None:
         _, _, contact = merge_contact(table, event, None, moment.timestamp())
-    deliveries = plan(table, event, contact, moment) + _flows(table, raw, moment)
+    planned = plan(table, event, contact, moment)
+    context = template_context(event, table, contact)
+    planned = pacing.explain(table, event, planned, context, moment.timestamp())
+    deliveries = planned + _flows(table, raw, moment)
     if fmt == "json":
         click.echo(_as_json(event.type, event.id, table.digest, moment, deliveries))
     else:
@@ -223,7 +229,7 @@ def _label(d: Delivery) -> str:
     if d.status != "planned":
         return "skip"
     held = d.due_at is not None  # quiet hours
-    return "sched" if d.source.startswith("flow:") or held else "send"
+    return "sched" if d.source.startswith(("flow:", "digest:")) or held else "send"
 
 
 def _detail(d: Delivery) -> str | None:
@@ -235,15 +241,17 @@ def _detail(d: Delivery) -> str | None:
 
 
 def _why(d: Delivery) -> str:
-    if d.status == "planned" and (d.source.startswith("flow:") or d.detail or d.fallback):
+    scheduled = d.source.startswith(("flow:", "digest:"))
+    if d.status == "planned" and (scheduled or d.detail or d.fallback):
         parts = [_detail(d) or ""]
         if d.source.startswith("route:"):
             parts.insert(0, f"via route {d.source.removeprefix('route:')}")
         return "; ".join(parts)
     if d.status == "planned":
-        return (
+        via = (
             f"via route {d.source.removeprefix('route:')}" if d.source.startswith("route:") else ""
         )
+        return "; ".join(part for part in (via, d.detail) if part)
     reason = d.reason or "skipped"
     text = f"{reason}: {REASONS.get(reason, 'skipped')}"
     return f"{text} ({d.detail})" if d.detail else text

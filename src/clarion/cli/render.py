@@ -252,6 +252,10 @@ def _render_one(
             f"event {event_name!r} has no `example` to render {name}.{channel} with\n"
             "hint: add an example to the event, or give one with --event FILE"
         )
+    if use is not None and use.digest:
+        # a digest message: the one event as the list it would be in
+        context["events"] = [{**context["event"], "data": context["data"]}]
+        context["count"] = 1
     try:
         message = render(source.text, context, locale=source.locale, timezone_name=timezone)
     except RENDER_ERRORS as exc:

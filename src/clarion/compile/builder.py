@@ -8,10 +8,13 @@ from clarion.check.context import CheckContext, selector_key
 from clarion.check.models import (
     AllExcept,
     Channel,
+    Digest,
+    DigestStep,
     EmitStep,
     Flow,
     QuietHours,
     SendStep,
+    Throttle,
     WaitStep,
 )
 from clarion.check.models import Selector as SelectorSpec
@@ -19,10 +22,16 @@ from clarion.check.templates import ADDRESS_KINDS, builtin_source
 from clarion.check.timing import parse_duration, parse_offset, parse_rate, parse_time_of_day
 from clarion.compile import table as t
 
+DIGEST = "digest"  # the built-in digest message, for team addresses with `digest`
+
 
 def build_table(ctx: CheckContext) -> t.RoutingTable:
     config = ctx.config
     defaults = config.defaults
+    targets = _targets(ctx)
+    builtins = {kind: builtin_source(kind) for kind in ADDRESS_KINDS}
+    if any(target.digest for target in targets):
+        builtins[DIGEST] = builtin_source(DIGEST)
     return t.RoutingTable(
         defaults=t.Defaults(
             timezone=defaults.timezone,
@@ -50,7 +59,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
             name: t.Recipient(timezone=person.timezone, locale=person.locale)
             for name, person in config.recipients.items()
         },
-        targets=_targets(ctx),
+        targets=targets,
         routes=sorted(
             (
                 t.Route(
@@ -59,6 +68,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
                     when=route.when,
                     to=sorted(set(route.to)),
                     channels=sorted(set(route.channels)) if route.channels else None,
+                    throttle=_throttle(route.throttle),
                 )
                 for route in config.routes
             ),
@@ -71,6 +81,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
                 enabled=message.enabled,
                 attach=message.attach,
                 fallback=list(message.fallback),
+                throttle=_throttle(message.throttle),
             )
             for name, message in config.customer_messages.items()
         },
@@ -81,7 +92,7 @@ def build_table(ctx: CheckContext) -> t.RoutingTable:
             f"{name}.{channel}": {locale or "": file.source for locale, file in variants.items()}
             for (name, channel), variants in ctx.templates.files.items()
         },
-        builtin_templates={kind: builtin_source(kind) for kind in ADDRESS_KINDS},
+        builtin_templates=builtins,
     )
 
 
@@ -152,6 +163,7 @@ def _targets(ctx: CheckContext) -> list[t.Target]:
                         quiet_hours="off"
                         if entry.quiet_hours is False
                         else _quiet(entry.quiet_hours),
+                        digest=_digest(entry.digest),
                     )
                 )
     return sorted(out, key=lambda target: target.id)
@@ -186,11 +198,23 @@ def _flow(flow: Flow) -> t.Flow:
                         template=send.template,
                         fallback=list(send.fallback) if send.to == "contact" else [],
                         unless="read" if send.unless == "read" else None,
+                        throttle=_throttle(send.throttle),
                     )
                 )
             )
         elif isinstance(step, EmitStep):
             steps.append(t.Step(emit=step.emit))
+        elif isinstance(step, DigestStep):
+            spec = step.digest
+            steps.append(
+                t.Step(
+                    digest=t.FlowDigest(
+                        window_seconds=parse_duration(spec.window) or 0,
+                        key=spec.key,
+                        max=spec.max,
+                    )
+                )
+            )
     return t.Flow(
         on=flow.on,
         when=flow.when,
@@ -212,3 +236,15 @@ def _hhmm(text: str | None) -> str | None:
         return None
     moment = parse_time_of_day(text)
     return moment.strftime("%H:%M") if moment else None
+
+
+def _throttle(spec: Throttle | None) -> t.Throttle | None:
+    if spec is None:
+        return None
+    return t.Throttle(limit=spec.limit, per_seconds=parse_duration(spec.per) or 0, key=spec.key)
+
+
+def _digest(spec: Digest | None) -> t.Digest | None:
+    if spec is None:
+        return None
+    return t.Digest(every_seconds=parse_duration(spec.every) or 0, at=_hhmm(spec.at))

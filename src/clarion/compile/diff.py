@@ -363,6 +363,8 @@ def _targets(out: TableDiff, old: _View, new: _View) -> None:
 def _target_item(target: t.Target) -> Item:
     what = "device" if target.kind == "url" else ("inbox" if target.kind == "inbox" else "address")
     details = [f"{what} {_to(target)}"] + ([] if target.enabled else ["switched off"])
+    if target.digest is not None:
+        details.append(f"digest {describe_digest(target.digest)}")
     return Item(
         target.id,
         details,
@@ -392,6 +394,14 @@ def _target_changed(out: TableDiff, before: t.Target, after: t.Target) -> None:
         a, b = quiet_hours(before.quiet_hours), quiet_hours(after.quiet_hours)
         details.append(f"quiet hours: {a} → {b}")
         fields["quiet_hours"] = {"before": a, "after": b}
+    if before.digest != after.digest:
+        details += _field_changes(
+            [("digest", describe_digest(before.digest), describe_digest(after.digest))]
+        )
+        fields["digest"] = {
+            "before": before.digest.model_dump() if before.digest else None,
+            "after": after.digest.model_dump() if after.digest else None,
+        }
     if details:
         out.addresses.changed.append(Item(after.id, details, fields))
 
@@ -468,6 +478,7 @@ def _customer_messages(out: TableDiff, old: t.RoutingTable, new: t.RoutingTable)
                 ("template", a.template, b.template),
                 ("attachment", a.attach, b.attach),
                 ("fallback", a.fallback, b.fallback),
+                ("throttle", describe_throttle(a.throttle), describe_throttle(b.throttle)),
             )
         )
         if a.fallback != b.fallback:
@@ -497,6 +508,7 @@ def _routes(out: TableDiff, old: _View, new: _View) -> None:
                 ("condition", a.when or "(always)", b.when or "(always)"),
                 ("to", a.to, b.to),
                 ("channels", a.channels or "every channel", b.channels or "every channel"),
+                ("throttle", describe_throttle(a.throttle), describe_throttle(b.throttle)),
             )
         )
         if details:
@@ -570,8 +582,29 @@ def describe_step(step: t.Step) -> str:
             text += f", fallback {_show(send.fallback)}"
         if send.unless == "read":
             text += ", unless the in-app item was read"
+        if send.throttle is not None:
+            text += f", throttled to {describe_throttle(send.throttle)}"
         return text
+    if step.digest is not None:
+        spec = step.digest
+        most = f", at most {spec.max} events" if spec.max is not None else ""
+        return f"digest {duration(spec.window_seconds)} of runs by {spec.key}{most}"
     return f"emit {step.emit}"
+
+
+def describe_throttle(throttle: t.Throttle | None) -> str | None:
+    """at most 3 per 1 hour for {{ contact.id }}; None: no throttle."""
+    if throttle is None:
+        return None
+    return f"at most {throttle.limit} per {duration(throttle.per_seconds)} for {throttle.key}"
+
+
+def describe_digest(digest: t.Digest | None) -> str | None:
+    """every 1 day at 09:00; None: no digest (each event sent at once)."""
+    if digest is None:
+        return None
+    every = f"every {duration(digest.every_seconds)}"
+    return every + (f" at {digest.at}" if digest.at else "")
 
 
 def _flow_summary(flow: t.Flow) -> str:
@@ -719,8 +752,9 @@ class _Use:
     template: str
     channel: str
     event: str
-    kind: str  # team | customer | flow
+    kind: str  # team | customer | flow | digest
     team: bool
+    digest: bool = False  # rendered with `events` and `count`
 
 
 def _uses(table: t.RoutingTable) -> dict[tuple[str, ...], _Use]:
@@ -736,10 +770,23 @@ def _uses(table: t.RoutingTable) -> dict[tuple[str, ...], _Use]:
             )
     for name, flow in table.flows.items():
         sends = [s.send for s in flow.steps if s.send is not None]
+        digested = [
+            any(s.digest is not None for s in flow.steps[:i])
+            for i, s in enumerate(flow.steps)
+            if s.send is not None
+        ]
         for index, send in enumerate(sends):
             for channel in send.channels:
                 found[("flow", name, str(index), channel)] = _Use(
-                    send.template, channel, flow.on, "flow", send.to != "contact"
+                    send.template, channel, flow.on, "flow", send.to != "contact", digested[index]
+                )
+    for target in table.targets:
+        if target.digest is None or not target.enabled:
+            continue
+        for name, event in table.events.items():
+            if target.events.matches(name, event.category):
+                found[("digest", name, target.channel)] = _Use(
+                    "digest", target.channel, name, "digest", True, True
                 )
     return found
 
@@ -751,7 +798,9 @@ def _source(table: t.RoutingTable, name: str, channel: str, locale: str) -> tupl
         if key in variants:
             return variants[key], key or locale
     spec = table.channels.get(channel)
-    kind = spec.address if spec else "email"
+    kind: str = spec.address if spec else "email"
+    if name == "digest" and "digest" in table.builtin_templates:
+        kind = "digest"  # a team address's digest message without a template of its own
     return table.builtin_templates.get(kind, ""), locale
 
 
@@ -768,11 +817,12 @@ def _inputs(table: t.RoutingTable, use: _Use, locale: str) -> tuple[Any, ...] | 
         event.description,
         table.defaults.timezone,
         use.team,
+        use.digest,
     )
 
 
 def _render(use: _Use, inputs: tuple[Any, ...]) -> str:
-    source, locale, example, category, description, timezone, team = inputs
+    source, locale, example, category, description, timezone, team, digest = inputs
     context: dict[str, Any] = {
         "event": {
             "type": use.event,
@@ -792,6 +842,9 @@ def _render(use: _Use, inputs: tuple[Any, ...]) -> str:
     }
     if team:
         context["recipient"] = "example-recipient"
+    if digest:
+        context["events"] = [{**context["event"], "data": example}]
+        context["count"] = 1
     try:
         message = render(source, context, locale=locale, timezone_name=timezone)
     except TemplateError as exc:

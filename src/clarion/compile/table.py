@@ -94,6 +94,33 @@ class Event(_Model):
     example: dict[str, Any] | None
 
 
+def _absent() -> Any:
+    """An optional pacing setting, left out of the table when not given: a config without pacing
+    compiles to the same bytes (and digest) as before pacing existed."""
+    return Field(None, exclude_if=lambda value: value is None)
+
+
+class Throttle(_Model):
+    """At most `limit` messages per window of `per_seconds` for each rendered `key`."""
+
+    limit: int
+    per_seconds: int
+    key: str = Field(description="Template string; its rendering names one counter.")
+
+
+class Digest(_Model):
+    """A team address's digest: one message per period listing the events it collected."""
+
+    every_seconds: int
+    at: str | None = Field(None, description="Local HH:MM in the recipient's time zone.")
+
+
+class FlowDigest(_Model):
+    window_seconds: int
+    key: str
+    max: int | None = None
+
+
 class Target(_Model):
     """One team address, push device or inbox, with its own event toggles."""
 
@@ -110,6 +137,8 @@ class Target(_Model):
         None, description="This address's own quiet hours, `off`, or None: the defaults'."
     )
 
+    digest: Digest | None = _absent()
+
     _omit_unused = ("quiet_hours",)
 
 
@@ -124,6 +153,7 @@ class Route(_Model):
     when: str | None
     to: list[str]
     channels: list[str] | None
+    throttle: Throttle | None = _absent()
 
 
 class CustomerMessage(_Model):
@@ -134,6 +164,8 @@ class CustomerMessage(_Model):
     fallback: list[str] = Field(
         default_factory=list, description="Channels tried in order when one fails or is unusable."
     )
+
+    throttle: Throttle | None = _absent()
 
     _omit_unused = ("fallback",)
 
@@ -156,6 +188,8 @@ class Send(_Model):
         None, description="`read`: skipped when an in-app item the run sent was read."
     )
 
+    throttle: Throttle | None = _absent()
+
     _omit_unused = ("fallback", "unless")
 
 
@@ -163,6 +197,7 @@ class Step(_Model):
     wait: Wait | None = None
     send: Send | None = None
     emit: str | None = None
+    digest: FlowDigest | None = _absent()
 
 
 class Flow(_Model):

@@ -315,6 +315,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": iso(row["created_at"]),
         "sent_at": iso(row["sent_at"]),
         "attempt_log": [{**a, "at": iso(a["at"])} for a in row.get("attempt_log", [])],
+        # a digest message, or a delivery folded into one (`digested`): the digest's id
+        **({"digest_id": row["digest_id"]} if row.get("digest_id") is not None else {}),
     }
 
 

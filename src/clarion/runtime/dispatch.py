@@ -31,7 +31,7 @@ from clarion.check.addresses import mask
 from clarion.check.rendering import Message, render
 from clarion.check.secrets import PLACEHOLDER
 from clarion.check.targets import guarded, not_public
-from clarion.runtime import fallback, flows
+from clarion.runtime import fallback, flows, pacing
 from clarion.runtime.envelope import EventIn
 from clarion.runtime.ingest import accept_raw
 from clarion.runtime.planner import ContactState, template_context
@@ -614,15 +614,15 @@ class Dispatcher:
         return context
 
     def _render(self, table: TableIndex, delivery: ClaimedDelivery) -> Message:
-        source, locale = table.template_source(
-            delivery.template or delivery.event_type, delivery.channel, delivery.locale
-        )
-        return render(
-            source,
-            self._context(table, delivery),
-            locale=locale,
-            timezone_name=delivery.timezone,
-        )
+        name = delivery.template or delivery.event_type
+        context = self._context(table, delivery)
+        if delivery.digest_id is not None:
+            source, locale = pacing.template_source(table, name, delivery.channel, delivery.locale)
+            events = pacing.items(table, self.store.digest_events(delivery.digest_id))
+            context = {**context, "events": events, "count": len(events)}
+        else:
+            source, locale = table.template_source(name, delivery.channel, delivery.locale)
+        return render(source, context, locale=locale, timezone_name=delivery.timezone)
 
     def _attachments(self, table: TableIndex, delivery: ClaimedDelivery) -> list[str]:
         message = table.table.customer_messages.get(delivery.event_type)

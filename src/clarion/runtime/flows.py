@@ -21,7 +21,7 @@ from clarion.check.addresses import AddressError, normalize_email
 from clarion.check.rendering import render
 from clarion.check.timing import zone
 from clarion.compile.table import Flow, Send
-from clarion.runtime import quiet
+from clarion.runtime import pacing_flows, quiet
 from clarion.runtime.envelope import EventIn, Rejection
 from clarion.runtime.planner import (
     ContactState,
@@ -135,6 +135,8 @@ def advance(
             detail = f"due {_iso(run.due_at)}, {int(late)} s late (catch-up window {window} s)"
             _stop(tx, table, flow, event, contact, run, step, "late", "late", detail, now, step)
             return
+    # A run resuming after its `digest` step sends once for every run folded into it.
+    digest_id = pacing_flows.resume(tx, flow, run, step, event.id, now)
     while step < len(flow.steps):
         spec = flow.steps[step]
         if spec.send is not None:
@@ -146,9 +148,32 @@ def advance(
             else:
                 planned = quiet.hold(table, planned, event.type, contact, _moment(now))
             rows = [as_row(d, now, run.id, step) for d in planned]
+            rows = pacing_flows.paced_send(tx, spec.send, run, step, context, rows, digest_id, now)
             tx.insert_deliveries(event.id, event.type, rows, now)
             step += 1
             continue
+        if spec.digest is not None:
+            folded = pacing_flows.collect(tx, spec.digest, run, step, event.id, context, now)
+            if folded.opened:
+                tx.update_run(run.id, "active", step + 1, folded.due_at, None, now)
+            else:
+                detail = f"folded into the digest {folded.digest_id} of an earlier run"
+                _stop(
+                    tx,
+                    table,
+                    flow,
+                    event,
+                    contact,
+                    run,
+                    step + 1,
+                    "digested",
+                    "done",
+                    detail,
+                    now,
+                    step,
+                    folded.digest_id,
+                )
+            return
         if spec.emit is not None:
             statuses = tx.step_statuses(run.id, step - 1)
             if any(s in ("pending", "sending", "failed") for s in statuses):
@@ -210,8 +235,10 @@ def _stop(
     detail: str,
     now: float,
     at_step: int,
+    digest_id: int | None = None,
 ) -> None:
-    """End a run early at `at_step`: its sends from `from_step` are skipped with `reason`."""
+    """End a run early at `at_step`: its sends from `from_step` are skipped with `reason`
+    (`digested`: into the digest `digest_id`)."""
     _skip_sends(
         tx,
         table,
@@ -224,6 +251,7 @@ def _stop(
         now,
         detail=detail,
         run_id=run.id,
+        digest_id=digest_id,
     )
     tx.update_run(run.id, status, at_step, None, detail, now)
 
@@ -323,6 +351,8 @@ def _end(
             detail=detail,
             run_id=run.id,
         )
+        # A run waiting out its digest's window: later runs start a new digest, not this one.
+        pacing_flows.resume(tx, flow, run, run.step, run.event_id, now)
     tx.update_run(run.id, status, run.step, None, detail, now)
 
 
@@ -339,6 +369,7 @@ def _skip_sends(
     *,
     detail: str | None,
     run_id: int | None,
+    digest_id: int | None = None,
 ) -> None:
     """Record, as skipped with `reason`, every delivery the run's remaining sends would make."""
     rows: list[NewDelivery] = []
@@ -367,6 +398,7 @@ def _skip_sends(
                     detail=detail,
                     run_id=run_id,
                     step=index,
+                    digest_id=digest_id,
                 )
             )
     if rows:

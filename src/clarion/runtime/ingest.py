@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clarion.check.addresses import AddressError, normalize_email, normalize_phone
-from clarion.runtime import flows, quiet
+from clarion.runtime import flows, pacing, quiet
 from clarion.runtime.envelope import EventIn, Rejection, parse_event, pointer
-from clarion.runtime.planner import ContactState, as_row, plan
+from clarion.runtime.planner import ContactState, as_row, plan, template_context
 from clarion.runtime.store.base import ConsentChange, ContactRow, Tx
 from clarion.runtime.tableindex import TableIndex
 
@@ -118,7 +118,11 @@ def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int
         now,
         answer,
     )
-    tx.insert_deliveries(event.id, event.type, [as_row(d, now) for d in deliveries], now)
+    rows = [as_row(d, now) for d in deliveries]
+    rows = pacing.apply(
+        tx, table, event, rows, lambda: template_context(event, table, contact), now
+    )
+    tx.insert_deliveries(event.id, event.type, rows, now)
     flows.on_event(tx, table, event, contact, now, accept_raw)
     return 202, answer
 

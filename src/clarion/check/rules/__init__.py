@@ -8,6 +8,7 @@ from clarion.check.context import CheckContext
 from clarion.check.rules import (
     addresses,
     channels,
+    digests_and_throttles,
     events,
     expressions,
     flows,
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     expressions.check,
     flows.check,
     pacing.check,
+    digests_and_throttles.check,
     templates.check,
     lint.check,
 )

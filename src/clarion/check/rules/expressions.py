@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from jinja2 import TemplateSyntaxError
 
 from clarion.check.context import CheckContext
-from clarion.check.models import WaitStep
+from clarion.check.models import DigestStep, WaitStep
 from clarion.check.rendering import (
     EXPRESSION_NAMES,
     parse_expression,
@@ -26,6 +26,7 @@ def expressions(ctx: CheckContext) -> Iterator[tuple[str, YamlPath, bool]]:
     for name, message in ctx.config.customer_messages.items():
         if message.attach is not None:
             yield message.attach, ("customer_messages", name, "attach"), True
+    yield from _pacing_keys(ctx)
     for name, flow in ctx.config.flows.items():
         base: YamlPath = ("flows", name)
         if flow.when is not None:
@@ -37,6 +38,17 @@ def expressions(ctx: CheckContext) -> Iterator[tuple[str, YamlPath, bool]]:
         for s, step in enumerate(flow.steps):
             if isinstance(step, WaitStep) and step.wait.until is not None:
                 yield step.wait.until, (*base, "steps", s, "wait", "until"), False
+
+
+def _pacing_keys(ctx: CheckContext) -> Iterator[tuple[str, YamlPath, bool]]:
+    from clarion.check.rules.digests_and_throttles import throttles
+
+    for throttle, path in throttles(ctx):
+        yield throttle.key, (*path, "key"), True
+    for name, flow in ctx.config.flows.items():
+        for s, step in enumerate(flow.steps):
+            if isinstance(step, DigestStep):
+                yield step.digest.key, ("flows", name, "steps", s, "digest", "key"), True
 
 
 def check(ctx: CheckContext) -> Iterator[Diagnostic]:

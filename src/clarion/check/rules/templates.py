@@ -10,7 +10,7 @@ from typing import Any
 from jinja2 import TemplateError, TemplateSyntaxError, UndefinedError
 
 from clarion.check.context import CheckContext
-from clarion.check.models import SendStep
+from clarion.check.models import DigestStep, SendStep
 from clarion.check.rendering import TEMPLATE_NAMES, parse_template, render, unknown_names
 from clarion.check.rules.settings import known_locale
 from clarion.check.templates import TemplateFile
@@ -18,6 +18,7 @@ from clarion.diagnostics import Diagnostic, Location, Severity, did_you_mean
 from clarion.load import YamlPath
 
 SAMPLE_CONTACT_ID = "cus_example"
+DIGEST_TEMPLATE = "digest"  # a team address's digest message: templates/digest.<channel>.j2
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Use:
     path: YamlPath  # where the template is named (or the event, for team messages)
     required: bool  # False: a missing file falls back to the built-in message
     team: bool
+    digest: bool = False  # rendered with `events` and `count` (a digest message)
 
 
 def uses(ctx: CheckContext) -> list[Use]:
@@ -47,12 +49,22 @@ def uses(ctx: CheckContext) -> list[Use]:
             path = ("customer_messages", event_name, "template")
             out.append(Use(message.template, channel, event_name, path, True, False))
     for flow_name, flow in sorted(config.flows.items()):
+        digested = False
         for index, step in enumerate(flow.steps):
+            digested = digested or isinstance(step, DigestStep)
             if isinstance(step, SendStep):
                 path = ("flows", flow_name, "steps", index, "send", "template")
                 team = step.send.to != "contact"
                 for channel in [*step.send.channels, *step.send.fallback]:
-                    out.append(Use(step.send.template, channel, flow.on, path, True, team))
+                    out.append(
+                        Use(step.send.template, channel, flow.on, path, True, team, digested)
+                    )
+    for entry in ctx.entries:
+        if entry.entry.digest is None or entry.channel not in config.channels:
+            continue
+        for event_name in sorted(ctx.expand(entry.entry.events)):
+            path = (*entry.path, "digest")
+            out.append(Use(DIGEST_TEMPLATE, entry.channel, event_name, path, False, True, True))
     return out
 
 
@@ -83,7 +95,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                     hint="locale folders are named like en, es or pt_BR",
                 )
     syntax_ok: dict[str, bool] = {}
-    rendered: set[tuple[str, str, bool]] = set()
+    rendered: set[tuple[str, str, bool, bool]] = set()
     referenced: set[tuple[str, str]] = set()
     explicit_missing: set[tuple[str, YamlPath]] = set()
     default_locale = ctx.config.defaults.locale
@@ -116,7 +128,7 @@ def check(ctx: CheckContext) -> Iterator[Diagnostic]:
                     yield diagnostic
             if not syntax_ok[file.display]:
                 continue
-            key = (file.display, use.event, use.team)
+            key = (file.display, use.event, use.team, use.digest)
             if key in rendered:
                 continue
             rendered.add(key)
@@ -199,7 +211,9 @@ def _first_line(source: str, word: str) -> int:
     return 1
 
 
-def sample_context(ctx: CheckContext, event_name: str, locale: str, team: bool) -> dict[str, Any]:
+def sample_context(
+    ctx: CheckContext, event_name: str, locale: str, team: bool, digest: bool = False
+) -> dict[str, Any]:
     event = ctx.config.events[event_name]
     context: dict[str, Any] = {
         "event": {
@@ -220,6 +234,9 @@ def sample_context(ctx: CheckContext, event_name: str, locale: str, team: bool) 
     }
     if team:
         context["recipient"] = "example-recipient"
+    if digest:
+        context["events"] = [{**context["event"], "data": context["data"]}]
+        context["count"] = 1
     return context
 
 
@@ -227,7 +244,7 @@ def _render(ctx: CheckContext, use: Use, file: TemplateFile, locale: str) -> Ite
     event = ctx.config.events.get(use.event)
     if event is None or event.example is None:
         return
-    context = sample_context(ctx, use.event, locale, use.team)
+    context = sample_context(ctx, use.event, locale, use.team, use.digest)
     try:
         render(file.source, context, locale=locale, timezone_name=ctx.config.defaults.timezone)
     except TemplateError as exc:

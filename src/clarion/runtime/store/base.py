@@ -69,6 +69,18 @@ class NewDelivery:
     run_id: int | None = None
     step: int | None = None
     fallback: Sequence[str] = ()  # channels that take this one's place if it dies, in order
+    digest_id: int | None = None  # a digest message, or a delivery folded into one (`digested`)
+
+
+@dataclass(frozen=True)
+class DigestFold:
+    """Where an event went in a digest: the digest, its message (team digests), when it is sent,
+    and whether this event opened it."""
+
+    digest_id: int
+    delivery_id: int | None
+    due_at: float
+    opened: bool
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ class ClaimedDelivery:
     run_id: int | None = None
     step: int | None = None
     fallback: tuple[str, ...] = ()  # channels that take this one's place if it dies, in order
+    digest_id: int | None = None  # a digest message: rendered with the digest's events
 
 
 @dataclass(frozen=True)
@@ -233,6 +246,44 @@ class Tx(Protocol):
         """When an in-app item delivered by this flow run was first read; None: none was."""
         ...
 
+    # -- pacing (runtime/pacing.py): enforced here, so limits hold across workers and sidecars --
+
+    def throttle_hit(self, scope: str, key: str, window_start: int, limit: int) -> bool:
+        """Count one message for (scope, key) in the window starting at `window_start` (a later
+        window than the one counted so far starts again at 1); False, and nothing counted, when
+        the window already holds `limit`."""
+        ...
+
+    def digest_fold(
+        self,
+        scope: str,
+        key: str,
+        event_id: str,
+        due_at: float,
+        max_count: int | None,
+        message: tuple[str, str, Callable[[int], NewDelivery]] | None,
+        now: float,
+    ) -> DigestFold:
+        """Add the event to the open digest of (scope, key) if it can still take it (due after
+        `now`, its message not yet claimed, fewer than `max_count` events); otherwise close that
+        one and open a new one due at `due_at`.
+
+        A team digest has a `message` (event id, event type, digest id -> row): inserted as the
+        digest's message when a digest opens. A flow digest has none; the event of the run that
+        opens it is kept in `digest_items`. Every other event of a digest is known by the
+        deliveries the caller folds into it (`digest_id` set, reason `digested`).
+
+        Under concurrent writers (PostgreSQL): the join must hold a lock that closing the digest
+        and claiming its message wait for or skip (`FOR SHARE` on the digest row and on the
+        message's delivery row), so that no message is rendered without an event that joined
+        it; a second writer opening the same key meets `UNIQUE (scope, key, open)` (`ON
+        CONFLICT DO NOTHING`) and joins the digest the first one opened."""
+        ...
+
+    def digest_close(self, scope: str, event_id: str, now: float) -> int | None:
+        """Close the digest of `scope` that holds this event; its id (None: there is none)."""
+        ...
+
 
 class Store(Protocol):
     url: str
@@ -257,6 +308,10 @@ class Store(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def unread_count(self, recipient: str) -> int: ...
+
+    def digest_events(self, digest_id: int) -> list[str]:
+        """The envelopes of a digest's events, in the order they came."""
+        ...
 
     def ping(self) -> None: ...
 

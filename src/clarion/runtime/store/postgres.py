@@ -32,7 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from clarion.runtime.store.base import Outcome, Tx, redact_url
+from clarion.runtime.store.base import NewDelivery, Outcome, Tx, redact_url
 from clarion.runtime.store.sqlite import (
     FAILED_WRITE_MEMORY,
     MIGRATIONS,
@@ -143,6 +143,7 @@ class _PostgresTx(_SQLiteTx):
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"  # sidecars claiming at once take different rows
     FOR_UPDATE = " FOR UPDATE"  # a run is advanced by one worker at a time
     SAME = "IS NOT DISTINCT FROM"
+    FOR_SHARE = " FOR SHARE"  # a digest's message is not claimed while an event joins it
 
     conn: _Bound
 
@@ -169,6 +170,10 @@ class _PostgresTx(_SQLiteTx):
     def insert_delivery_rows(self, rows: Any, now: float) -> None:
         super().insert_delivery_rows(rows, now)
         self.notify.add((WORK, ""))
+
+    def insert_delivery(self, event_id: str, event_type: str, row: NewDelivery, now: float) -> int:
+        self.notify.add((WORK, ""))
+        return super().insert_delivery(event_id, event_type, row, now)
 
     def insert_run(
         self, flow: str, key: str | None, event_id: str, contact_id: str | None, now: float

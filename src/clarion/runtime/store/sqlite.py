@@ -25,6 +25,7 @@ from clarion.runtime.store.base import (
     ClaimedDelivery,
     ConsentChange,
     ContactRow,
+    DigestFold,
     EventRecord,
     NewDelivery,
     Outcome,
@@ -170,12 +171,49 @@ MIGRATIONS: list[str] = [
         next_at REAL NOT NULL
     );
     """,
+    # 5: digests and throttles. A throttle counter per (scope, key) for its current window;
+    # digests, one open per (scope, key): `open` is 1 while it collects and NULL once closed,
+    # and NULLs never collide in a UNIQUE, so concurrent events for one key fold into one digest
+    # on SQLite and PostgreSQL alike. A digest's events are those of the deliveries folded into
+    # it (their `digest_id`, reason `digested`), plus, for a flow digest, its first run's event
+    # in `digest_items`. `count` is kept up to date only under a `max_count`.
+    """
+    ALTER TABLE deliveries ADD COLUMN digest_id INTEGER;
+    CREATE INDEX deliveries_digest ON deliveries(digest_id) WHERE digest_id IS NOT NULL;
+    CREATE TABLE throttle_hits (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        window_start INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE TABLE digests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        open INTEGER,
+        due_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        max_count INTEGER,
+        delivery_id INTEGER,
+        created_at REAL NOT NULL,
+        closed_at REAL,
+        UNIQUE (scope, key, open)
+    );
+    CREATE TABLE digest_items (
+        digest_id INTEGER NOT NULL REFERENCES digests(id),
+        event_id TEXT NOT NULL REFERENCES events(id),
+        at REAL NOT NULL,
+        PRIMARY KEY (digest_id, event_id)
+    );
+    CREATE INDEX digest_items_event ON digest_items(event_id);
+    """,
 ]
 
 _DELIVERY_COLUMNS = (
     "id, event_id, event_type, recipient, channel, kind, target, address, url, template, locale, "
     "timezone, source, status, reason, detail, due_at, attempts, last_error, created_at, "
-    "updated_at, sent_at"
+    "updated_at, sent_at, digest_id"
 )
 
 
@@ -475,6 +513,17 @@ class SQLiteStore:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def digest_events(self, digest_id: int) -> list[str]:
+        return [
+            str(row[0])
+            for row in self._reader().execute(
+                "SELECT e.envelope FROM events e JOIN (SELECT event_id FROM digest_items "
+                "WHERE digest_id = ? UNION SELECT event_id FROM deliveries WHERE digest_id = ? "
+                "AND reason = 'digested') m ON m.event_id = e.id ORDER BY e.received_at, e.id",
+                (digest_id, digest_id),
+            )
+        ]
+
     def unread_count(self, recipient: str) -> int:
         row = (
             self._reader()
@@ -562,6 +611,42 @@ def _read_contact(conn: sqlite3.Connection, contact_id: str) -> ContactRow | Non
     )
 
 
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
+    "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
+    "created_at, updated_at, run_id, step, fallback, digest_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _values(event_id: str, event_type: str, r: NewDelivery, now: float) -> tuple[Any, ...]:
+    """A delivery's row for _INSERT_DELIVERY."""
+    return (
+        event_id,
+        event_type,
+        r.recipient,
+        r.channel,
+        r.kind,
+        r.target,
+        r.to,
+        r.url,
+        r.template,
+        r.locale,
+        r.timezone,
+        r.source,
+        r.status,
+        r.reason,
+        r.detail,
+        r.due_at,
+        now,
+        now,
+        r.run_id,
+        r.step,
+        json.dumps(list(r.fallback)) if r.fallback else None,
+        r.digest_id,
+    )
+
+
 class _SQLiteTx:
     """The writer thread's operations; every call runs inside the current transaction.
 
@@ -571,6 +656,7 @@ class _SQLiteTx:
     SKIP_LOCKED = ""  # a claim by one process cannot race another: SQLite has one writer
     FOR_UPDATE = ""
     SAME = "IS"  # NULL-safe equality (IS NOT DISTINCT FROM needs SQLite 3.39)
+    FOR_SHARE = ""
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -637,38 +723,12 @@ class _SQLiteTx:
         self, rows: Sequence[tuple[str, str, NewDelivery]], now: float
     ) -> None:
         """Deliveries of several events in one statement: (event_id, event_type, delivery)."""
-        self.conn.executemany(
-            "INSERT INTO deliveries (event_id, event_type, recipient, channel, kind, target, "
-            "address, url, template, locale, timezone, source, status, reason, detail, due_at, "
-            "created_at, updated_at, run_id, step, fallback) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    event_id,
-                    event_type,
-                    r.recipient,
-                    r.channel,
-                    r.kind,
-                    r.target,
-                    r.to,
-                    r.url,
-                    r.template,
-                    r.locale,
-                    r.timezone,
-                    r.source,
-                    r.status,
-                    r.reason,
-                    r.detail,
-                    r.due_at,
-                    now,
-                    now,
-                    r.run_id,
-                    r.step,
-                    json.dumps(list(r.fallback)) if r.fallback else None,
-                )
-                for event_id, event_type, r in rows
-            ],
-        )
+        self.conn.executemany(_INSERT_DELIVERY, [_values(*row, now) for row in rows])
+
+    def insert_delivery(self, event_id: str, event_type: str, row: NewDelivery, now: float) -> int:
+        """One delivery; its id."""
+        values = _values(event_id, event_type, row, now)
+        return int(self.conn.execute(_INSERT_DELIVERY + " RETURNING id", values).fetchone()[0])
 
     def contact(self, contact_id: str) -> ContactRow | None:
         return _read_contact(self.conn, contact_id)
@@ -729,7 +789,7 @@ class _SQLiteTx:
             "AND due_at <= ? ORDER BY due_at, id LIMIT ?"
             f"{self.SKIP_LOCKED}) "
             "RETURNING id, event_id, event_type, recipient, channel, kind, address, url, "
-            "template, locale, timezone, attempts, source, run_id, step, fallback",
+            "template, locale, timezone, attempts, source, run_id, step, fallback, digest_id",
             (now + lease_seconds, now, now, limit),
         ).fetchall()
         if not rows:
@@ -760,6 +820,7 @@ class _SQLiteTx:
                 run_id=r[13],
                 step=r[14],
                 fallback=tuple(json.loads(r[15])) if r[15] else (),
+                digest_id=r[16],
             )
             for r in rows
         ]
@@ -985,6 +1046,125 @@ class _SQLiteTx:
             (run_id,),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    # -- pacing --------------------------------------------------------------------------------
+
+    def throttle_hit(self, scope: str, key: str, window_start: int, limit: int) -> bool:
+        # One row per (scope, key): a later window starts the count again, in the same statement
+        # (no read-then-write for two writers to race on, nothing to delete later).
+        row = self.conn.execute(
+            "INSERT INTO throttle_hits (scope, key, window_start, count) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (scope, key) DO UPDATE SET "
+            "count = CASE WHEN excluded.window_start > throttle_hits.window_start THEN 1 "
+            "ELSE throttle_hits.count + 1 END, "
+            "window_start = CASE WHEN excluded.window_start > throttle_hits.window_start "
+            "THEN excluded.window_start ELSE throttle_hits.window_start END "
+            "WHERE excluded.window_start > throttle_hits.window_start "
+            "OR throttle_hits.count < ? RETURNING count",
+            (scope, key, window_start, limit),
+        ).fetchone()
+        return row is not None
+
+    def digest_fold(
+        self,
+        scope: str,
+        key: str,
+        event_id: str,
+        due_at: float,
+        max_count: int | None,
+        message: tuple[str, str, Callable[[int], NewDelivery]] | None,
+        now: float,
+    ) -> DigestFold:
+        conn = self.conn
+        while True:
+            if max_count is not None:
+                # counted: join and count in one statement, or close what cannot take it
+                joined = conn.execute(
+                    "UPDATE digests SET count = count + 1 WHERE scope = ? AND key = ? "
+                    "AND open = 1 AND due_at > ? AND count < max_count AND (delivery_id IS NULL "
+                    "OR (SELECT status FROM deliveries WHERE id = digests.delivery_id) = "
+                    "'pending') RETURNING id, delivery_id, due_at",
+                    (scope, key, now),
+                ).fetchone()
+                if joined is not None and self._message_waits(joined[1]):
+                    fold = DigestFold(joined[0], joined[1], joined[2], opened=False)
+                    break
+                if joined is not None:  # its message was claimed meanwhile: not joined after all
+                    conn.execute("UPDATE digests SET count = count - 1 WHERE id = ?", (joined[0],))
+                conn.execute(
+                    "UPDATE digests SET open = NULL, closed_at = ? "
+                    "WHERE scope = ? AND key = ? AND open = 1",
+                    (now, scope, key),
+                )
+            else:
+                # a read, not a write, for the common case (PostgreSQL: FOR SHARE, so that a
+                # close waits for this transaction)
+                found = conn.execute(
+                    "SELECT id, delivery_id, due_at, delivery_id IS NULL OR "
+                    "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending' "
+                    "FROM digests WHERE scope = ? AND key = ? AND open = 1",
+                    (scope, key),
+                ).fetchone()
+                if found is not None:
+                    digest_id, delivery_id, due, unclaimed = found
+                    if unclaimed and due > now and self._message_waits(delivery_id):
+                        fold = DigestFold(digest_id, delivery_id, due, opened=False)
+                        break
+                    # its time has come, or its message is being sent: close it
+                    conn.execute(
+                        "UPDATE digests SET open = NULL, closed_at = ? WHERE id = ?",
+                        (now, digest_id),
+                    )
+            opened = conn.execute(
+                "INSERT INTO digests (scope, key, open, due_at, count, max_count, created_at) "
+                "VALUES (?, ?, 1, ?, 1, ?, ?) ON CONFLICT (scope, key, open) DO NOTHING "
+                "RETURNING id",
+                (scope, key, due_at, max_count, now),
+            ).fetchone()
+            if opened is None:
+                continue  # another writer opened one just now (PostgreSQL): join it
+            delivery_id = None
+            if message is not None:
+                event, event_type, make = message
+                delivery_id = self.insert_delivery(event, event_type, make(opened[0]), now)
+                conn.execute(
+                    "UPDATE digests SET delivery_id = ? WHERE id = ?", (delivery_id, opened[0])
+                )
+            fold = DigestFold(opened[0], delivery_id, due_at, opened=True)
+            break
+        if message is None and fold.opened:
+            # the event a flow digest's first run stands for (the others fold their sends in)
+            conn.execute(
+                "INSERT INTO digest_items (digest_id, event_id, at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (fold.digest_id, event_id, now),
+            )
+        return fold
+
+    def _message_waits(self, delivery_id: int | None) -> bool:
+        """Whether a digest's message, read as pending, is still pending with a lock that its
+        claim waits for or skips (PostgreSQL: FOR SHARE), so that no message is rendered without
+        an event that joined it. SQLite has one writer: what was read stays so."""
+        if not self.FOR_SHARE or delivery_id is None:
+            return True
+        row = self.conn.execute(
+            f"SELECT status FROM deliveries WHERE id = ?{self.FOR_SHARE}", (delivery_id,)
+        ).fetchone()
+        return row is not None and row[0] == "pending"
+
+    def digest_close(self, scope: str, event_id: str, now: float) -> int | None:
+        row = self.conn.execute(
+            "SELECT d.id FROM digests d JOIN digest_items i ON i.digest_id = d.id "
+            "WHERE d.scope = ? AND i.event_id = ? ORDER BY d.id DESC LIMIT 1",
+            (scope, event_id),
+        ).fetchone()
+        if row is None:
+            return None
+        self.conn.execute(
+            "UPDATE digests SET open = NULL, closed_at = COALESCE(closed_at, ?) WHERE id = ?",
+            (now, row[0]),
+        )
+        return int(row[0])
 
 
 def now() -> float:

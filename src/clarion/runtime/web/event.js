@@ -18,6 +18,8 @@
     invalid_address: "The address could not be understood: a malformed phone number or email address.",
     duplicate_contact: "The contact's phone or email belongs to another contact, and contacts must be unique.",
     read: "Someone already read the in-app notification this flow sent earlier, so the escalation was not needed.",
+    throttled: "Too many messages of this kind for the same key in this window: the throttle's limit was reached.",
+    digested: "Collected into a digest: this address gets one message listing its events, at the digest's time.",
   };
 
   const STATUS = {
