@@ -1,0 +1,127 @@
+"""The PostgreSQL store when the network between it and the database fails: a loopback proxy
+in front of the test server that can drop every connection and refuse new ones, as a database
+restart or a failover does."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import urllib.parse
+from collections.abc import Iterator
+
+import pytest
+
+from clarion.runtime.dispatch import _Outcomes
+from clarion.runtime.store import StoreError, postgres
+from clarion.runtime.store.base import ClaimedDelivery, Outcome
+from clarion.runtime.store.postgres import PostgresStore
+from tests.runtime.test_store import NOW, add_event, delivery
+
+
+class Proxy:
+    """TCP from a loopback port to the server; `cut()` drops every connection and refuses new
+    ones until `mend()`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.port = 0
+        self.mend()
+
+    def mend(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            doomed, self._sockets = list(self._sockets), set()
+            if self._listener is not None:
+                doomed.append(self._listener)
+                self._listener = None
+        for sock in doomed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:
+                    client.close()
+                    server.close()
+                    return
+                self._sockets |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxied(postgres_url: str) -> Iterator[tuple[str, Proxy]]:
+    """(the private schema's URL through the proxy, the proxy)."""
+    parts = urllib.parse.urlsplit(postgres_url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    netloc = parts.netloc.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    yield urllib.parse.urlunsplit(parts._replace(netloc=netloc)), proxy
+    proxy.cut()
+
+
+def claimed(store: PostgresStore, count: int) -> list[ClaimedDelivery]:
+    add_event(store, "e1", *(delivery(f"r{n}") for n in range(count)))
+    found = store.write(lambda tx: tx.claim_due(NOW, count, 60.0))
+    assert len(found) == count
+    return found
+
+
+def test_outcomes_are_recorded_again_after_a_write_failed_while_the_database_was_away(
+    proxied: tuple[str, Proxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of outcomes whose write failed without ever running (no connection) must not
+    keep later outcomes from being written: they would never be recorded, and every delivery
+    would be sent again when its lease ran out, until the sidecar restarts."""
+    monkeypatch.setattr(postgres, "RECONNECT_FOR", 1.0)
+    url, proxy = proxied
+    store = PostgresStore(url, writers=1)
+    try:
+        first, second = claimed(store, 2)
+        outcomes = _Outcomes(store, lambda: NOW, lambda: None)  # type: ignore[arg-type,return-value]
+        proxy.cut()
+        lost = outcomes.record(sent(first), first)
+        with pytest.raises(StoreError):
+            lost.result(timeout=20)
+        proxy.mend()
+        outcomes.record(sent(second), second).result(timeout=20)
+        statuses = {d["recipient"]: d["status"] for d in store.records()}
+        assert statuses == {"r0": "sending", "r1": "sent"}
+    finally:
+        store.close()
+
+
+def sent(claim: ClaimedDelivery) -> Outcome:
+    return Outcome(claim.id, "sent", "sent", None, 0.01, claimed_attempts=claim.attempts)
