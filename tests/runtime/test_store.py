@@ -215,6 +215,23 @@ def test_the_url_password_never_appears_in_errors() -> None:
     assert "hunter2-secret" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        # libpq quotes the token it cannot read, or the whole URL, in its error
+        "postgresql://clarion:hunter2-secret%zz@127.0.0.1:1/none",
+        "postgresql://clarion:hunter2-secret@[::1:1/none",
+        # a password left unencoded: '/' and '@' are the user's mistake, not a licence to leak
+        "postgresql://clarion:hunter2/secret@127.0.0.1:1/none",
+        "postgresql://clarion:hunter2@secret@127.0.0.1:1/none",
+    ],
+)
+def test_a_malformed_url_does_not_leak_its_password(url: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert "hunter2" not in str(caught.value) and "secret" not in str(caught.value)
+
+
 def test_sidecars_starting_together_migrate_once(postgres_url: str) -> None:
     """Migrations run under an advisory lock: stores opened at the same moment on an empty
     schema all start, and the schema is migrated once."""

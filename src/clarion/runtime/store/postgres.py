@@ -32,7 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from clarion.runtime.store.base import Outcome, Tx, redact_url
+from clarion.runtime.store.base import Outcome, Tx, redact_text, redact_url
 from clarion.runtime.store.sqlite import (
     MIGRATIONS,
     SQLiteStore,
@@ -130,7 +130,7 @@ class _Pooled:
                     return _Result(cursor)
             except psycopg.OperationalError as exc:
                 if attempt == 2:
-                    raise StoreError(f"{self.store.url}: {_first_line(exc)}") from None
+                    raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
                 self.store.pool.check()
             except PoolTimeout as exc:
                 raise StoreError(f"{self.store.url}: {exc}") from None
@@ -206,7 +206,7 @@ class PostgresStore(SQLiteStore):
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 self._migrate_on(conn)
         except psycopg.Error as exc:
-            raise StoreError(f"{self.url}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.url}: {self._say(exc)}") from None
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -278,16 +278,16 @@ class PostgresStore(SQLiteStore):
                 if conn is not None and conn.broken:
                     conn = None
                 if time.monotonic() + pause > deadline or self._closed:
-                    error = StoreError(f"{self.url}: {_first_line(exc)}")
+                    error = StoreError(f"{self.url}: {self._say(exc)}")
                     for _, future, _ in group:
                         future.set_exception(error)
                     return conn
-                log.warning("store: %s; trying again", _first_line(exc))
+                log.warning("store: %s; trying again", self._say(exc))
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
                 continue
             except psycopg.Error as exc:  # not transient: the group fails, the writer goes on
-                error = StoreError(f"{self.url}: {_first_line(exc)}")
+                error = StoreError(f"{self.url}: {self._say(exc)}")
                 for _, future, _ in group:
                     future.set_exception(error)
                 return conn
@@ -325,11 +325,11 @@ class PostgresStore(SQLiteStore):
                 # Another sidecar committed the same row (an event id) while we planned it:
                 # run the job again, and it finds that row now.
                 if attempt == 2:
-                    return False, StoreError(f"{self.url}: {_first_line(exc)}")
+                    return False, StoreError(f"{self.url}: {self._say(exc)}")
             except (psycopg.OperationalError, pg_errors.TransactionRollback):
                 raise  # the whole group is retried
             except psycopg.Error as exc:
-                return False, StoreError(f"{self.url}: {_first_line(exc)}")
+                return False, StoreError(f"{self.url}: {self._say(exc)}")
             except Exception as exc:  # the job's own failure (a rejection): only its writes go
                 return False, exc
         raise AssertionError("unreachable")
@@ -357,7 +357,7 @@ class PostgresStore(SQLiteStore):
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
-                log.warning("store: listening for work failed (%s); reconnecting", exc)
+                log.warning("store: listening for work failed (%s); reconnecting", self._say(exc))
                 self._stop.wait(pause)
                 pause = min(pause * 2, 5.0)
 
@@ -375,6 +375,10 @@ class PostgresStore(SQLiteStore):
 
     def ping(self) -> None:
         self._reader().execute("SELECT 1 FROM schema_version").fetchone()
+
+    def _say(self, exc: BaseException) -> str:
+        """An error's first line, without the URL's password (libpq may quote the URL)."""
+        return redact_text(_first_line(exc), self._conninfo)
 
     def close(self) -> None:
         if self._closed:
