@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 
@@ -125,3 +126,23 @@ def test_outcomes_are_recorded_again_after_a_write_failed_while_the_database_was
 
 def sent(claim: ClaimedDelivery) -> Outcome:
     return Outcome(claim.id, "sent", "sent", None, 0.01, claimed_attempts=claim.attempts)
+
+
+def test_ping_says_the_database_is_unreachable_promptly(proxied: tuple[str, Proxy]) -> None:
+    """`/readyz` pings the store: while the database is away it must answer 503 within a load
+    balancer's health-check timeout, not after the pool's 30 s wait for a connection (every
+    probe, and every read, would otherwise hold a thread that long)."""
+    url, proxy = proxied
+    store = PostgresStore(url, writers=1)
+    try:
+        store.ping()
+        proxy.cut()
+        for _ in range(2):  # the pooled connection that broke, then no connection at all
+            started = time.monotonic()
+            with pytest.raises(StoreError):
+                store.ping()
+            assert time.monotonic() - started < 6.0
+        proxy.mend()
+        store.ping()
+    finally:
+        store.close()

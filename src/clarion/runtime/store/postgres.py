@@ -49,6 +49,7 @@ WORK = "clarion_work"  # NOTIFY channel: deliveries or run steps became due
 INBOX = "clarion_inbox"  # NOTIFY channel: an in-app item arrived (payload: the recipient)
 WRITERS = 4  # writer threads, each with its own connection
 READERS = 8  # pooled connections for reads (API, metrics, the dispatcher's next due time)
+PING_WAIT = 3.0  # seconds /readyz waits for a connection before it says the store is away
 RECONNECT_FOR = 30.0  # seconds a group keeps trying to reach the database before it fails
 
 
@@ -119,21 +120,27 @@ class _Pooled:
     in its own snapshot). When the server dropped a connection it likely dropped them all (a
     restart, a failover): the pool checks its idle ones and the read is tried once more."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, wait: float | None = None) -> None:
         self.store = store
+        self.wait = wait  # for a pooled connection; None: the pool's own timeout
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> _Result:
         for attempt in (1, 2):
             try:
-                with self.store.pool.connection() as conn, conn.cursor() as cursor:
+                with (
+                    self.store.pool.connection(timeout=self.wait) as conn,
+                    conn.cursor() as cursor,
+                ):
                     cursor.execute(_sql(statement), _params(params))
                     return _Result(cursor)
+            except PoolTimeout as exc:
+                # First: it is an OperationalError too, and no connection came in the whole
+                # wait, so waiting again would only double it.
+                raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
             except psycopg.OperationalError as exc:
                 if attempt == 2:
                     raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
                 self.store.pool.check()
-            except PoolTimeout as exc:
-                raise StoreError(f"{self.store.url}: {exc}") from None
         raise AssertionError("unreachable")
 
 
@@ -374,7 +381,9 @@ class PostgresStore(SQLiteStore):
         return _Pooled(self)
 
     def ping(self) -> None:
-        self._reader().execute("SELECT 1 FROM schema_version").fetchone()
+        # Within a load balancer's health-check timeout: while the database is away the pool
+        # would wait its full 30 s for a connection, and the probe would only time out.
+        _Pooled(self, wait=PING_WAIT).execute("SELECT 1 FROM schema_version").fetchone()
 
     def _say(self, exc: BaseException) -> str:
         """An error's first line, without the URL's password (libpq may quote the URL)."""
