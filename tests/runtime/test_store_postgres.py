@@ -5,17 +5,19 @@ restart or a failover does."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
 
 from clarion.runtime.dispatch import _Outcomes
 from clarion.runtime.store import StoreError, postgres
-from clarion.runtime.store.base import ClaimedDelivery, Outcome
+from clarion.runtime.store.base import ClaimedDelivery, Outcome, Tx
 from clarion.runtime.store.postgres import PostgresStore
 from tests.runtime.test_store import NOW, add_event, delivery
 
@@ -146,3 +148,38 @@ def test_ping_says_the_database_is_unreachable_promptly(proxied: tuple[str, Prox
         store.ping()
     finally:
         store.close()
+
+
+def test_close_while_the_database_is_away_ends_promptly_and_fails_the_waiting_writes(
+    proxied: tuple[str, Proxy],
+) -> None:
+    """A sidecar stopped during an outage: the write retrying for RECONNECT_FOR gives up at
+    once, and nothing is left waiting on a future that no writer will ever resolve."""
+    url, proxy = proxied
+    store = PostgresStore(url, writers=2)
+    proxy.cut()
+    waiting = [store.submit(functools.partial(add_in, event_id=f"e{n}")) for n in range(3)]
+    time.sleep(0.5)  # the writers are retrying
+    late: list[Future[None]] = []
+    stop = threading.Event()
+
+    def keep_submitting() -> None:  # requests still arriving while the sidecar stops
+        n = 0
+        while not stop.is_set():
+            late.append(store.submit(functools.partial(add_in, event_id=f"late{n}")))
+            n += 1
+
+    submitter = threading.Thread(target=keep_submitting)
+    submitter.start()
+    started = time.monotonic()
+    store.close()
+    stop.set()
+    submitter.join()
+    assert time.monotonic() - started < 10.0
+    for future in [*waiting, *late]:
+        with pytest.raises(StoreError):
+            future.result(timeout=5)
+
+
+def add_in(tx: Tx, event_id: str) -> None:
+    tx.insert_event(event_id, "t", "h", "{}", None, "d", NOW, {"id": event_id})
