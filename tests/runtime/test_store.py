@@ -152,6 +152,9 @@ def test_an_in_app_delivery_keeps_the_newest_items(store: Store) -> None:
     assert store.unread_count("ops") == 3
     assert store.write(lambda tx: tx.mark_read("ops", [items[0]["id"]], NOW)) == 1
     assert store.unread_count("ops") == 2
+    # `{"ids": []}` is a valid request: it marks nothing (PostgreSQL refuses `IN ()`)
+    assert store.write(lambda tx: tx.mark_read("ops", [], NOW)) == 0
+    assert store.unread_count("ops") == 2
 
 
 def test_contacts_and_consent_keep_their_history(store: Store) -> None:

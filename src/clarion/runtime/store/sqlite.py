@@ -853,6 +853,8 @@ class _SQLiteTx:
                 "UPDATE inbox SET read_at = ? WHERE recipient = ? AND read_at IS NULL",
                 (now, recipient),
             )
+        elif not ids:
+            return 0  # `IN ()` is SQLite's alone: PostgreSQL refuses it
         else:
             marks = ",".join("?" * len(ids))
             cursor = self.conn.execute(
