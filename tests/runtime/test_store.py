@@ -183,6 +183,35 @@ def test_runs_are_claimed_once_and_found_by_a_missing_key(store: Store) -> None:
     assert store.write(lambda tx: tx.active_runs("f", None)) == []
 
 
+def replace_run(tx: Tx, event_id: str, pause: float) -> int:
+    """What a flow does when an event for its key arrives: end the key's active run, start
+    one (flows.on_event), with a pause between, as planning takes time."""
+    for run in tx.active_runs("f", "order-1"):
+        tx.update_run(run.id, "replaced", run.step, None, f"by {event_id}", NOW)
+    time.sleep(pause)
+    return tx.insert_run("f", "order-1", event_id, None, NOW)
+
+
+def test_two_stores_replacing_a_keys_run_at_once_leave_one_active(store_url: str) -> None:
+    """Two sidecars accepting events for one flow key at the same moment: the later sees the
+    earlier's run and replaces it, so one run stays active (one reminder, not two)."""
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        for n in (0, 1, 2):
+            add_event(stores[0], f"e{n}")
+        stores[0].write(lambda tx: replace_run(tx, "e0", 0.0))
+        first = stores[0].submit(lambda tx: replace_run(tx, "e1", 1.0))
+        time.sleep(0.3)  # the first is planning, between its read and its insert
+        second = stores[1].submit(lambda tx: replace_run(tx, "e2", 0.0))
+        first.result(30)
+        second.result(30)
+        active = stores[0].write(lambda tx: tx.active_runs("f", "order-1"))
+        assert [run.event_id for run in active] == ["e2"]
+    finally:
+        for opened in stores:
+            opened.close()
+
+
 def test_two_stores_on_one_database_claim_disjoint_work(store_url: str) -> None:
     """Two sidecars (two store objects) claiming at once never take the same delivery."""
     stores = [open_store(store_url), open_store(store_url)]

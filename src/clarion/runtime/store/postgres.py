@@ -32,7 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from clarion.runtime.store.base import Outcome, Tx, redact_text, redact_url
+from clarion.runtime.store.base import Outcome, RunRow, Tx, redact_text, redact_url
 from clarion.runtime.store.sqlite import (
     MIGRATIONS,
     SQLiteStore,
@@ -169,6 +169,18 @@ class _PostgresTx(_SQLiteTx):
                 if not cursor.nextset():
                     break
         return found
+
+    def active_runs(self, flow: str, key: str | None) -> list[RunRow]:
+        # A flow reads a key's active runs to end them, then starts one: two sidecars doing
+        # that at once would both read "none" (a row inserted meanwhile is invisible to a
+        # lock) and leave two runs active. The lock, held to commit, makes the later wait and
+        # then read the earlier's run.
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended("
+            "'clarion-run:' || current_schema() || ':' || ? || ':' || COALESCE(?, ''), 0))",
+            (flow, key),
+        )
+        return super().active_runs(flow, key)
 
     # What wakes the other sidecars: new rows that may be due, an outcome that reschedules.
     def insert_delivery_rows(self, rows: Any, now: float) -> None:
