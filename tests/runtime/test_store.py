@@ -212,6 +212,77 @@ def test_two_stores_replacing_a_keys_run_at_once_leave_one_active(store_url: str
             opened.close()
 
 
+def merge_contact(tx: Tx, email: str | None, phone: str | None, pause: float) -> None:
+    """What accepting an event with a contact does (ingest.merge_contact): read the stored
+    contact, keep what the event leaves out, save, with a pause between, as planning takes."""
+    stored = tx.contact("c1")
+    time.sleep(pause)
+    row = ContactRow(
+        "c1",
+        email or (stored.email if stored else None),
+        phone or (stored.phone if stored else None),
+        None,
+        None,
+        None,
+        None,
+        None,
+        (),
+        {},
+        NOW,
+        NOW,
+    )
+    first_sight = [] if stored else [ConsentChange("email", True, NOW, "default")]
+    tx.save_contact(row, first_sight)
+
+
+def test_two_stores_updating_one_contact_at_once_keep_both_changes(store_url: str) -> None:
+    """One contact's email comes with an event to one sidecar while its phone comes to
+    another: the later merges into what the earlier saved, rather than overwrite it, and the
+    contact is seen for the first time once."""
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        first = stores[0].submit(lambda tx: merge_contact(tx, "a@x.com", None, 1.0))
+        time.sleep(0.3)  # the first is between its read and its write
+        second = stores[1].submit(lambda tx: merge_contact(tx, None, "+34600000000", 0.0))
+        first.result(30)
+        second.result(30)
+        found = stores[0].contact("c1")
+        assert found is not None
+        row, history = found
+        assert (row.email, row.phone) == ("a@x.com", "+34600000000")
+        assert [change.source for change in history] == ["default"]
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def claim_email(tx: Tx, contact_id: str, pause: float) -> None:
+    """ingest._contact with unique emails: refuse an email another contact has, else save."""
+    owner = tx.contact_by("email", "a@x.com")
+    if owner is not None and owner != contact_id:
+        raise ValueError(f"taken by {owner}")
+    time.sleep(pause)
+    row = ContactRow(
+        contact_id, "a@x.com", None, "a@x.com", None, None, None, None, (), {}, NOW, NOW
+    )
+    tx.save_contact(row, [])
+
+
+def test_two_stores_giving_one_email_to_two_contacts_at_once_refuse_one(store_url: str) -> None:
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        first = stores[0].submit(lambda tx: claim_email(tx, "c1", 1.0))
+        time.sleep(0.3)
+        second = stores[1].submit(lambda tx: claim_email(tx, "c2", 0.0))
+        first.result(30)
+        with pytest.raises(ValueError, match="taken by c1"):
+            second.result(30)
+        assert stores[0].contact("c2") is None
+    finally:
+        for opened in stores:
+            opened.close()
+
+
 def test_two_stores_on_one_database_claim_disjoint_work(store_url: str) -> None:
     """Two sidecars (two store objects) claiming at once never take the same delivery."""
     stores = [open_store(store_url), open_store(store_url)]

@@ -32,7 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from clarion.runtime.store.base import Outcome, RunRow, Tx, redact_text, redact_url
+from clarion.runtime.store.base import ContactRow, Outcome, RunRow, Tx, redact_text, redact_url
 from clarion.runtime.store.sqlite import (
     MIGRATIONS,
     SQLiteStore,
@@ -170,17 +170,31 @@ class _PostgresTx(_SQLiteTx):
                     break
         return found
 
-    def active_runs(self, flow: str, key: str | None) -> list[RunRow]:
-        # A flow reads a key's active runs to end them, then starts one: two sidecars doing
-        # that at once would both read "none" (a row inserted meanwhile is invisible to a
-        # lock) and leave two runs active. The lock, held to commit, makes the later wait and
-        # then read the earlier's run.
+    # Reads that a job writes back from (read, merge or check, write) take a lock on what they
+    # read, held to commit: two sidecars doing it at once would otherwise both read the old
+    # state (READ COMMITTED), and the later write would undo the earlier. A row lock cannot do
+    # it: the row may not exist yet. The later waits, and its next statement sees the earlier.
+
+    def _lock(self, *what: str) -> None:
         self.conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended("
-            "'clarion-run:' || current_schema() || ':' || ? || ':' || COALESCE(?, ''), 0))",
-            (flow, key),
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
+            (":" + ":".join(w.replace(":", "::") for w in what),),
         )
+
+    def active_runs(self, flow: str, key: str | None) -> list[RunRow]:
+        # A flow ends a key's active runs and starts one: one run stays active.
+        self._lock("run", flow, "" if key is None else f"={key}")
         return super().active_runs(flow, key)
+
+    def contact(self, contact_id: str) -> ContactRow | None:
+        # An event's contact fields are merged into the stored ones, then saved.
+        self._lock("contact", contact_id)
+        return super().contact(contact_id)
+
+    def contact_by(self, field: str, value: str) -> str | None:
+        # Unique contact fields: no other contact has this email, then it is saved.
+        self._lock("contact-by", field, value)
+        return super().contact_by(field, value)
 
     # What wakes the other sidecars: new rows that may be due, an outcome that reschedules.
     def insert_delivery_rows(self, rows: Any, now: float) -> None:
