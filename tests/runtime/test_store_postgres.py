@@ -183,3 +183,35 @@ def test_close_while_the_database_is_away_ends_promptly_and_fails_the_waiting_wr
 
 def add_in(tx: Tx, event_id: str) -> None:
     tx.insert_event(event_id, "t", "h", "{}", None, "d", NOW, {"id": event_id})
+
+
+def test_a_deadlock_a_job_caught_in_its_savepoint_still_retries_the_group(
+    postgres_url: str,
+) -> None:
+    """A job may catch a part's failure (`_Outcomes._write` logs a fallback it could not plan
+    and records the other outcomes). A deadlock there is the database's choice of victim, not
+    the part's failure: rolling back to the savepoint clears it, and the part would be lost
+    for good. The whole group is retried instead, and the part done."""
+    store = PostgresStore(postgres_url, writers=1)
+    runs: list[int] = []
+
+    def job(tx: Tx) -> None:
+        runs.append(1)
+        add_in(tx, "kept")
+        try:
+            with tx.savepoint():
+                if len(runs) == 1:  # what a deadlock raises, once
+                    tx.conn.execute(  # type: ignore[attr-defined]
+                        "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' "
+                        "USING ERRCODE = '40P01'; END $$"
+                    )
+                add_in(tx, "part")
+        except Exception:
+            pass  # as a job that logs one part's failure and goes on
+
+    try:
+        store.write(job)
+        assert len(runs) == 2
+        assert store.event("kept") is not None and store.event("part") is not None
+    finally:
+        store.close()

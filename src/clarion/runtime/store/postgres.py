@@ -154,6 +154,23 @@ class _PostgresTx(_SQLiteTx):
     def __init__(self, conn: _Bound) -> None:
         super().__init__(conn)
         self.notify: set[tuple[str, str]] = set()
+        # A lost connection, a deadlock or a unique violation inside a savepoint the job then
+        # caught: the group (or the job) must still run again, or what the savepoint held is
+        # lost for good, though committed around it. `_run_job` raises it once the job returns.
+        self.doomed: psycopg.Error | None = None
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        try:
+            with super().savepoint():
+                yield
+        except (
+            psycopg.OperationalError,
+            pg_errors.TransactionRollback,
+            pg_errors.UniqueViolation,
+        ) as exc:
+            self.doomed = self.doomed or exc
+            raise
 
     def update_each(
         self, statement: str, rows: Sequence[Sequence[Any]]
@@ -353,7 +370,11 @@ class PostgresStore(SQLiteStore):
         for attempt in (1, 2):
             try:
                 with conn.transaction():  # a savepoint: a failing job leaves nothing behind
-                    return True, job(tx)
+                    tx.doomed = None
+                    value = job(tx)
+                    if tx.doomed is not None:
+                        raise tx.doomed
+                    return True, value
             except pg_errors.UniqueViolation as exc:
                 # Another sidecar committed the same row (an event id) while we planned it:
                 # run the job again, and it finds that row now.
