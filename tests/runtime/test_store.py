@@ -183,6 +183,22 @@ def test_runs_are_claimed_once_and_found_by_a_missing_key(store: Store) -> None:
     assert store.write(lambda tx: tx.active_runs("f", None)) == []
 
 
+def test_active_runs_are_listed_in_one_order_on_every_backend(store: Store) -> None:
+    """Soonest first, then the runs waiting on a send's outcome (no due time): SQLite sorts a
+    NULL first and PostgreSQL last, so the order is spelled out."""
+    add_event(store, "e1")
+
+    def start(tx: Tx) -> list[int]:
+        waiting = tx.insert_run("f", "a", "e1", None, NOW)
+        tx.update_run(waiting, "active", 1, None, None, NOW)
+        later = tx.insert_run("f", "b", "e1", None, NOW)
+        tx.update_run(later, "active", 1, NOW + 60, None, NOW)
+        return [tx.insert_run("f", "c", "e1", None, NOW), later, waiting]
+
+    expected = store.write(start)
+    assert [run["id"] for run in store.active_runs()] == expected  # type: ignore[attr-defined]
+
+
 def replace_run(tx: Tx, event_id: str, pause: float) -> int:
     """What a flow does when an event for its key arrives: end the key's active run, start
     one (flows.on_event), with a pause between, as planning takes time."""

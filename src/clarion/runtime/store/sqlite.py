@@ -358,7 +358,8 @@ class SQLiteStore:
     def active_runs(self) -> list[dict[str, Any]]:
         cursor = self._reader().execute(
             "SELECT id, flow, key, event_id, contact_id, step, due_at FROM flow_runs "
-            "WHERE status = 'active' ORDER BY due_at, id"
+            # NULLs (runs waiting on a send) last, spelled out: SQLite sorts them first.
+            "WHERE status = 'active' ORDER BY due_at IS NULL, due_at, id"
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
