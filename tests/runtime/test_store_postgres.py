@@ -15,10 +15,12 @@ from concurrent.futures import Future
 
 import pytest
 
+from clarion.runtime import Policy, Runtime, TableIndex
 from clarion.runtime.dispatch import _Outcomes
 from clarion.runtime.store import StoreError, postgres
 from clarion.runtime.store.base import ClaimedDelivery, Outcome, Tx
 from clarion.runtime.store.postgres import PostgresStore
+from tests.runtime.conftest import example
 from tests.runtime.test_store import NOW, add_event, delivery
 
 
@@ -29,6 +31,7 @@ class Proxy:
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self._sockets: set[socket.socket] = set()
+        self._muted: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self.port = 0
@@ -74,9 +77,25 @@ class Proxy:
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
+    def lose_next_commit_reply(self) -> None:
+        """The next COMMIT reaches the server, which commits; then the connection drops before
+        its reply comes back: the client cannot tell whether it committed."""
+        self._lose_commit = True
+
+    _lose_commit = False
+    COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"  # the simple-query message psycopg sends
+
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                if source in self._muted:
+                    continue  # the reply to a lost COMMIT
+                if self._lose_commit and data.endswith(self.COMMIT):
+                    self._lose_commit = False
+                    self._muted.add(sink)
+                    sink.sendall(data)
+                    time.sleep(0.5)  # the server commits; its answer goes nowhere
+                    break
                 sink.sendall(data)
         except OSError:
             pass
@@ -215,3 +234,26 @@ def test_a_deadlock_a_job_caught_in_its_savepoint_still_retries_the_group(
         assert store.event("kept") is not None and store.event("part") is not None
     finally:
         store.close()
+
+
+def test_an_event_whose_commit_reply_was_lost_is_answered_and_planned_once(
+    proxied: tuple[str, Proxy], examples_table: TableIndex
+) -> None:
+    """The commit happened, the sidecar did not hear it and writes again: the event is found,
+    answered 200 with the same answer (docs/scaling.md), and planned once."""
+    url, proxy = proxied
+    runtime = Runtime(examples_table, PostgresStore(url, writers=1), Policy(dry_run=True))
+    try:
+        data = example(examples_table, "payment.failed")
+        event = {"type": "payment.failed", "id": "evt-lost-reply", "data": data}
+        proxy.lose_next_commit_reply()
+        [answer] = runtime.ingest([event])
+        assert not proxy._lose_commit, "the commit was not intercepted"
+        assert (answer.status, answer.body) == (200, {"id": "evt-lost-reply", "status": "accepted"})
+        record = runtime.store.event("evt-lost-reply")
+        assert record is not None and record.deliveries
+        again = runtime.ingest([event])
+        assert [a.body for a in again] == [answer.body]
+        assert runtime.store.event("evt-lost-reply") == record
+    finally:
+        runtime.stop(timeout=5)
