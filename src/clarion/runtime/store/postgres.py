@@ -10,7 +10,10 @@ says so in three class attributes. What is PostgreSQL's own:
 - an idempotency race (the same event id posted to two sidecars at once) ends in a unique
   violation for the later one, whose job is then run again and finds the event;
 - a lost connection, a deadlock or a serialization failure rolls the group back and runs it
-  again on a fresh connection; jobs are functions of the transaction, so that is safe;
+  again on a fresh connection; jobs are functions of the transaction, so that is safe (even
+  when the job caught the error in a savepoint of its own);
+- what a job reads and then writes back (a contact, a flow key's active run) is locked first
+  with a transaction-scoped advisory lock, as SQLite's single writer serializes it;
 - `LISTEN/NOTIFY` wakes every sidecar's dispatcher when work arrives, instead of polling;
 - migrations run at start under an advisory lock, so sidecars starting together do not race.
 """
