@@ -3,6 +3,7 @@ SQLite and on PostgreSQL): what the runtime relies on, operation by operation.""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -402,3 +403,34 @@ def test_a_write_on_one_sidecar_wakes_the_others(postgres_url: str) -> None:
     finally:
         listening.close()
         writing.close()
+
+
+def test_a_write_submitted_as_the_store_closes_is_answered(store_url: str) -> None:
+    """A write that found the store open but was queued as it closed (the stop mark already
+    queued before it) must still be answered, done or refused, not wait for ever: the request
+    behind it would hang. The interleaving is forced: close() runs between submit's check that
+    the store is open and its queueing of the job."""
+    store = open_store(store_url)
+    closing = threading.Thread(target=store.close)
+    armed = threading.Event()
+
+    class Racing(type(store)):  # type: ignore[misc]
+        @property
+        def _closed(self) -> bool:
+            value = bool(self.__dict__["_closed"])
+            if armed.is_set() and threading.current_thread() is threading.main_thread():
+                armed.clear()
+                closing.start()
+                closing.join(2)  # close() runs now, if it can
+            return value
+
+        @_closed.setter
+        def _closed(self, value: bool) -> None:
+            self.__dict__["_closed"] = value
+
+    store.__class__ = Racing
+    armed.set()
+    future = store.submit(lambda tx: add_in(tx, "late"))
+    closing.join(30)
+    with contextlib.suppress(StoreError):  # refused is an answer too
+        future.result(timeout=10)

@@ -253,6 +253,7 @@ class PostgresStore(SQLiteStore):
         self._conninfo = url
         self._scratch = None
         self._closed = False
+        self._queueing = threading.Lock()  # no job is queued behind the stop mark
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._listeners: dict[str, list[Callable[[str], None]]] = {WORK: [], INBOX: []}
         try:
@@ -440,10 +441,11 @@ class PostgresStore(SQLiteStore):
         return redact_text(_first_line(exc), self._conninfo)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.put(None)
+        with self._queueing:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(None)
         for thread in self._writers:
             thread.join(timeout=10)
         self._stop.set()

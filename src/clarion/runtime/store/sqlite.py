@@ -237,6 +237,7 @@ class SQLiteStore:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._synchronous = "OFF" if self._scratch else "FULL"
         self._closed = False
+        self._queueing = threading.Lock()  # no job is queued behind the stop mark
         self._writer = threading.Thread(target=self._run, name="clarion-store-writer", daemon=True)
         self._writer.start()
 
@@ -272,10 +273,13 @@ class SQLiteStore:
         commit holding only such jobs skip the fsync: a power cut may then forget that a send
         happened, and it is sent again (at least once); an accepted event is never forgotten."""
         future: Future[T] = Future()
-        if self._closed:
-            future.set_exception(StoreError("the store is closed"))
-            return future
-        self._jobs.put((job, future, durable))
+        # Checked and queued at once: a job queued behind close()'s stop mark would never run,
+        # and whoever waits on it would wait for ever.
+        with self._queueing:
+            if self._closed:
+                future.set_exception(StoreError("the store is closed"))
+                return future
+            self._jobs.put((job, future, durable))
         return future
 
     def write(self, job: Callable[[Tx], T], *, durable: bool = True) -> T:
@@ -497,10 +501,11 @@ class SQLiteStore:
         """Nothing to hear: this process makes every write, and wakes itself."""
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.put(None)
+        with self._queueing:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(None)
         self._writer.join(timeout=10)
         self._conn.close()
         if self._scratch is not None:
