@@ -3,6 +3,7 @@ SQLite and on PostgreSQL): what the runtime relies on, operation by operation.""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -152,6 +153,9 @@ def test_an_in_app_delivery_keeps_the_newest_items(store: Store) -> None:
     assert store.unread_count("ops") == 3
     assert store.write(lambda tx: tx.mark_read("ops", [items[0]["id"]], NOW)) == 1
     assert store.unread_count("ops") == 2
+    # `{"ids": []}` is a valid request: it marks nothing (PostgreSQL refuses `IN ()`)
+    assert store.write(lambda tx: tx.mark_read("ops", [], NOW)) == 0
+    assert store.unread_count("ops") == 2
 
 
 def test_contacts_and_consent_keep_their_history(store: Store) -> None:
@@ -178,6 +182,122 @@ def test_runs_are_claimed_once_and_found_by_a_missing_key(store: Store) -> None:
     assert not store.runs_due(NOW)
     store.write(lambda tx: tx.update_run(run_id, "done", 1, None, None, NOW))
     assert store.write(lambda tx: tx.active_runs("f", None)) == []
+
+
+def test_active_runs_are_listed_in_one_order_on_every_backend(store: Store) -> None:
+    """Soonest first, then the runs waiting on a send's outcome (no due time): SQLite sorts a
+    NULL first and PostgreSQL last, so the order is spelled out."""
+    add_event(store, "e1")
+
+    def start(tx: Tx) -> list[int]:
+        waiting = tx.insert_run("f", "a", "e1", None, NOW)
+        tx.update_run(waiting, "active", 1, None, None, NOW)
+        later = tx.insert_run("f", "b", "e1", None, NOW)
+        tx.update_run(later, "active", 1, NOW + 60, None, NOW)
+        return [tx.insert_run("f", "c", "e1", None, NOW), later, waiting]
+
+    expected = store.write(start)
+    assert [run["id"] for run in store.active_runs()] == expected  # type: ignore[attr-defined]
+
+
+def replace_run(tx: Tx, event_id: str, pause: float) -> int:
+    """What a flow does when an event for its key arrives: end the key's active run, start
+    one (flows.on_event), with a pause between, as planning takes time."""
+    for run in tx.active_runs("f", "order-1"):
+        tx.update_run(run.id, "replaced", run.step, None, f"by {event_id}", NOW)
+    time.sleep(pause)
+    return tx.insert_run("f", "order-1", event_id, None, NOW)
+
+
+def test_two_stores_replacing_a_keys_run_at_once_leave_one_active(store_url: str) -> None:
+    """Two sidecars accepting events for one flow key at the same moment: the later sees the
+    earlier's run and replaces it, so one run stays active (one reminder, not two)."""
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        for n in (0, 1, 2):
+            add_event(stores[0], f"e{n}")
+        stores[0].write(lambda tx: replace_run(tx, "e0", 0.0))
+        first = stores[0].submit(lambda tx: replace_run(tx, "e1", 1.0))
+        time.sleep(0.3)  # the first is planning, between its read and its insert
+        second = stores[1].submit(lambda tx: replace_run(tx, "e2", 0.0))
+        first.result(30)
+        second.result(30)
+        active = stores[0].write(lambda tx: tx.active_runs("f", "order-1"))
+        assert [run.event_id for run in active] == ["e2"]
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def merge_contact(tx: Tx, email: str | None, phone: str | None, pause: float) -> None:
+    """What accepting an event with a contact does (ingest.merge_contact): read the stored
+    contact, keep what the event leaves out, save, with a pause between, as planning takes."""
+    stored = tx.contact("c1")
+    time.sleep(pause)
+    row = ContactRow(
+        "c1",
+        email or (stored.email if stored else None),
+        phone or (stored.phone if stored else None),
+        None,
+        None,
+        None,
+        None,
+        None,
+        (),
+        {},
+        NOW,
+        NOW,
+    )
+    first_sight = [] if stored else [ConsentChange("email", True, NOW, "default")]
+    tx.save_contact(row, first_sight)
+
+
+def test_two_stores_updating_one_contact_at_once_keep_both_changes(store_url: str) -> None:
+    """One contact's email comes with an event to one sidecar while its phone comes to
+    another: the later merges into what the earlier saved, rather than overwrite it, and the
+    contact is seen for the first time once."""
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        first = stores[0].submit(lambda tx: merge_contact(tx, "a@x.com", None, 1.0))
+        time.sleep(0.3)  # the first is between its read and its write
+        second = stores[1].submit(lambda tx: merge_contact(tx, None, "+34600000000", 0.0))
+        first.result(30)
+        second.result(30)
+        found = stores[0].contact("c1")
+        assert found is not None
+        row, history = found
+        assert (row.email, row.phone) == ("a@x.com", "+34600000000")
+        assert [change.source for change in history] == ["default"]
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def claim_email(tx: Tx, contact_id: str, pause: float) -> None:
+    """ingest._contact with unique emails: refuse an email another contact has, else save."""
+    owner = tx.contact_by("email", "a@x.com")
+    if owner is not None and owner != contact_id:
+        raise ValueError(f"taken by {owner}")
+    time.sleep(pause)
+    row = ContactRow(
+        contact_id, "a@x.com", None, "a@x.com", None, None, None, None, (), {}, NOW, NOW
+    )
+    tx.save_contact(row, [])
+
+
+def test_two_stores_giving_one_email_to_two_contacts_at_once_refuse_one(store_url: str) -> None:
+    stores = [open_store(store_url), open_store(store_url)]
+    try:
+        first = stores[0].submit(lambda tx: claim_email(tx, "c1", 1.0))
+        time.sleep(0.3)
+        second = stores[1].submit(lambda tx: claim_email(tx, "c2", 0.0))
+        first.result(30)
+        with pytest.raises(ValueError, match="taken by c1"):
+            second.result(30)
+        assert stores[0].contact("c2") is None
+    finally:
+        for opened in stores:
+            opened.close()
 
 
 def test_two_stores_on_one_database_claim_disjoint_work(store_url: str) -> None:
@@ -213,6 +333,23 @@ def test_the_url_password_never_appears_in_errors() -> None:
     with pytest.raises(StoreError) as caught:
         open_store("mysql://clarion:hunter2-secret@host/db")
     assert "hunter2-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # libpq quotes the token it cannot read, or the whole URL, in its error
+        "postgresql://clarion:hunter2-secret%zz@127.0.0.1:1/none",
+        "postgresql://clarion:hunter2-secret@[::1:1/none",
+        # a password left unencoded: '/' and '@' are the user's mistake, not a licence to leak
+        "postgresql://clarion:hunter2/secret@127.0.0.1:1/none",
+        "postgresql://clarion:hunter2@secret@127.0.0.1:1/none",
+    ],
+)
+def test_a_malformed_url_does_not_leak_its_password(url: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+    assert "hunter2" not in str(caught.value) and "secret" not in str(caught.value)
 
 
 def test_sidecars_starting_together_migrate_once(postgres_url: str) -> None:
@@ -266,3 +403,34 @@ def test_a_write_on_one_sidecar_wakes_the_others(postgres_url: str) -> None:
     finally:
         listening.close()
         writing.close()
+
+
+def test_a_write_submitted_as_the_store_closes_is_answered(store_url: str) -> None:
+    """A write that found the store open but was queued as it closed (the stop mark already
+    queued before it) must still be answered, done or refused, not wait for ever: the request
+    behind it would hang. The interleaving is forced: close() runs between submit's check that
+    the store is open and its queueing of the job."""
+    store = open_store(store_url)
+    closing = threading.Thread(target=store.close)
+    armed = threading.Event()
+
+    class Racing(type(store)):  # type: ignore[misc]
+        @property
+        def _closed(self) -> bool:
+            value = bool(self.__dict__["_closed"])
+            if armed.is_set() and threading.current_thread() is threading.main_thread():
+                armed.clear()
+                closing.start()
+                closing.join(2)  # close() runs now, if it can
+            return value
+
+        @_closed.setter
+        def _closed(self, value: bool) -> None:
+            self.__dict__["_closed"] = value
+
+    store.__class__ = Racing
+    armed.set()
+    future = store.submit(lambda tx: add_in(tx, "late"))
+    closing.join(30)
+    with contextlib.suppress(StoreError):  # refused is an answer too
+        future.result(timeout=10)

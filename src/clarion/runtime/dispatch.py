@@ -666,6 +666,11 @@ class _Outcomes:
     def record(self, outcome: Outcome, delivery: ClaimedDelivery) -> Future[None]:
         """Resolves once the outcome is committed (with whatever joined it)."""
         with self._lock:
+            if self._future is not None and self._future.done():
+                # Its job never ran (the store failed the write before it could, e.g. the
+                # database was unreachable), so it never closed its batch: those outcomes were
+                # failed with it; later ones need a write of their own.
+                self._pending, self._future = [], None
             self._pending.append((outcome, delivery))
             if self._future is None:
                 job = functools.partial(self._write, batch=self._pending)

@@ -8,6 +8,7 @@ the commit is durable. That is how an event is on disk before its `202`.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -17,10 +18,31 @@ from typing import Any, Protocol, TypeVar
 T = TypeVar("T")
 
 
+# The password runs to the *last* `@` before the query: one typed unencoded (`/`, `@` in it)
+# is still the password, and still secret.
+_USERINFO = re.compile(r"(://[^:/@?#]*):([^?#]*)@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)")
+
+
 def redact_url(url: str) -> str:
     """A store URL without its password (`?password=` too): it is logged and shown in errors."""
-    url = re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    url = _USERINFO.sub(r"\1:***@", url)
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+def redact_text(text: str, url: str) -> str:
+    """A message about the store at `url` (the database's or libpq's, which may quote the URL
+    or the token of it that it could not read) without the URL's password."""
+    secrets = [m.group(2) for m in _USERINFO.finditer(url)]
+    secrets += [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    # libpq reads an unencoded password only up to its first `@` or `/`, and may then quote the
+    # rest as a host name or a path.
+    secrets += [p for s in secrets for p in re.split(r"[@/]", s) if len(p) >= 3]
+    text = text.replace(url, redact_url(url))
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        for form in (secret, urllib.parse.unquote(secret)):
+            text = text.replace(form, "***")
+    return text
 
 
 @dataclass(frozen=True)

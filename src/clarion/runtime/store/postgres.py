@@ -10,7 +10,10 @@ says so in three class attributes. What is PostgreSQL's own:
 - an idempotency race (the same event id posted to two sidecars at once) ends in a unique
   violation for the later one, whose job is then run again and finds the event;
 - a lost connection, a deadlock or a serialization failure rolls the group back and runs it
-  again on a fresh connection; jobs are functions of the transaction, so that is safe;
+  again on a fresh connection; jobs are functions of the transaction, so that is safe (even
+  when the job caught the error in a savepoint of its own);
+- what a job reads and then writes back (a contact, a flow key's active run) is locked first
+  with a transaction-scoped advisory lock, as SQLite's single writer serializes it;
 - `LISTEN/NOTIFY` wakes every sidecar's dispatcher when work arrives, instead of polling;
 - migrations run at start under an advisory lock, so sidecars starting together do not race.
 """
@@ -32,7 +35,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from clarion.runtime.store.base import NewDelivery, Outcome, Tx, redact_url
+from clarion.runtime.store.base import (
+    ContactRow,
+    NewDelivery,
+    Outcome,
+    RunRow,
+    Tx,
+    redact_text,
+    redact_url,
+)
 from clarion.runtime.store.sqlite import (
     FAILED_WRITE_MEMORY,
     MIGRATIONS,
@@ -50,8 +61,8 @@ WORK = "clarion_work"  # NOTIFY channel: deliveries or run steps became due
 INBOX = "clarion_inbox"  # NOTIFY channel: an in-app item arrived (payload: the recipient)
 WRITERS = 4  # writer threads, each with its own connection
 READERS = 8  # pooled connections for reads (API, metrics, the dispatcher's next due time)
+PING_WAIT = 3.0  # seconds /readyz waits for a connection before it says the store is away
 RECONNECT_FOR = 30.0  # seconds a group keeps trying to reach the database before it fails
-READY_WITHIN = 3.0  # seconds /readyz waits for a connection before it says not ready
 
 
 @functools.lru_cache(maxsize=1024)
@@ -121,21 +132,27 @@ class _Pooled:
     in its own snapshot). When the server dropped a connection it likely dropped them all (a
     restart, a failover): the pool checks its idle ones and the read is tried once more."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresStore, wait: float | None = None) -> None:
         self.store = store
+        self.wait = wait  # for a pooled connection; None: the pool's own timeout
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> _Result:
         for attempt in (1, 2):
             try:
-                with self.store.pool.connection() as conn, conn.cursor() as cursor:
+                with (
+                    self.store.pool.connection(timeout=self.wait) as conn,
+                    conn.cursor() as cursor,
+                ):
                     cursor.execute(_sql(statement), _params(params))
                     return _Result(cursor)
+            except PoolTimeout as exc:
+                # First: it is an OperationalError too, and no connection came in the whole
+                # wait, so waiting again would only double it.
+                raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
             except psycopg.OperationalError as exc:
                 if attempt == 2:
-                    raise StoreError(f"{self.store.url}: {_first_line(exc)}") from None
+                    raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
                 self.store.pool.check()
-            except PoolTimeout as exc:
-                raise StoreError(f"{self.store.url}: {exc}") from None
         raise AssertionError("unreachable")
 
 
@@ -150,6 +167,23 @@ class _PostgresTx(_SQLiteTx):
     def __init__(self, conn: _Bound) -> None:
         super().__init__(conn)
         self.notify: set[tuple[str, str]] = set()
+        # A lost connection, a deadlock or a unique violation inside a savepoint the job then
+        # caught: the group (or the job) must still run again, or what the savepoint held is
+        # lost for good, though committed around it. `_run_job` raises it once the job returns.
+        self.doomed: psycopg.Error | None = None
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        try:
+            with super().savepoint():
+                yield
+        except (
+            psycopg.OperationalError,
+            pg_errors.TransactionRollback,
+            pg_errors.UniqueViolation,
+        ) as exc:
+            self.doomed = self.doomed or exc
+            raise
 
     def update_each(
         self, statement: str, rows: Sequence[Sequence[Any]]
@@ -165,6 +199,32 @@ class _PostgresTx(_SQLiteTx):
                 if not cursor.nextset():
                     break
         return found
+
+    # Reads that a job writes back from (read, merge or check, write) take a lock on what they
+    # read, held to commit: two sidecars doing it at once would otherwise both read the old
+    # state (READ COMMITTED), and the later write would undo the earlier. A row lock cannot do
+    # it: the row may not exist yet. The later waits, and its next statement sees the earlier.
+
+    def _lock(self, *what: str) -> None:
+        self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ?, 0))",
+            (":" + ":".join(w.replace(":", "::") for w in what),),
+        )
+
+    def active_runs(self, flow: str, key: str | None) -> list[RunRow]:
+        # A flow ends a key's active runs and starts one: one run stays active.
+        self._lock("run", flow, "" if key is None else f"={key}")
+        return super().active_runs(flow, key)
+
+    def contact(self, contact_id: str) -> ContactRow | None:
+        # An event's contact fields are merged into the stored ones, then saved.
+        self._lock("contact", contact_id)
+        return super().contact(contact_id)
+
+    def contact_by(self, field: str, value: str) -> str | None:
+        # Unique contact fields: no other contact has this email, then it is saved.
+        self._lock("contact-by", field, value)
+        return super().contact_by(field, value)
 
     # What wakes the other sidecars: new rows that may be due, an outcome that reschedules.
     def insert_delivery_rows(self, rows: Any, now: float) -> None:
@@ -207,6 +267,7 @@ class PostgresStore(SQLiteStore):
         self._conninfo = url
         self._scratch = None
         self._closed = False
+        self._queueing = threading.Lock()  # no job is queued behind the stop mark
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._listeners: dict[str, list[Callable[[str], None]]] = {WORK: [], INBOX: []}
         self._failed: tuple[float, str] | None = None  # the last group that could not commit
@@ -214,7 +275,7 @@ class PostgresStore(SQLiteStore):
             with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
                 self._migrate_on(conn)
         except psycopg.Error as exc:
-            raise StoreError(f"{self.url}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.url}: {self._say(exc)}") from None
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -286,17 +347,17 @@ class PostgresStore(SQLiteStore):
                 if conn is not None and conn.broken:
                     conn = None
                 if time.monotonic() + pause > deadline or self._closed:
-                    self._failed = (time.monotonic(), _first_line(exc))
-                    error = StoreError(f"{self.url}: {_first_line(exc)}")
+                    self._failed = (time.monotonic(), self._say(exc))
+                    error = StoreError(f"{self.url}: {self._say(exc)}")
                     for _, future, _ in group:
                         future.set_exception(error)
                     return conn
-                log.warning("store: %s; trying again", _first_line(exc))
+                log.warning("store: %s; trying again", self._say(exc))
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
                 continue
             except psycopg.Error as exc:  # not transient: the group fails, the writer goes on
-                error = StoreError(f"{self.url}: {_first_line(exc)}")
+                error = StoreError(f"{self.url}: {self._say(exc)}")
                 for _, future, _ in group:
                     future.set_exception(error)
                 return conn
@@ -329,16 +390,20 @@ class PostgresStore(SQLiteStore):
         for attempt in (1, 2):
             try:
                 with conn.transaction():  # a savepoint: a failing job leaves nothing behind
-                    return True, job(tx)
+                    tx.doomed = None
+                    value = job(tx)
+                    if tx.doomed is not None:
+                        raise tx.doomed
+                    return True, value
             except pg_errors.UniqueViolation as exc:
                 # Another sidecar committed the same row (an event id) while we planned it:
                 # run the job again, and it finds that row now.
                 if attempt == 2:
-                    return False, StoreError(f"{self.url}: {_first_line(exc)}")
+                    return False, StoreError(f"{self.url}: {self._say(exc)}")
             except (psycopg.OperationalError, pg_errors.TransactionRollback):
                 raise  # the whole group is retried
             except psycopg.Error as exc:
-                return False, StoreError(f"{self.url}: {_first_line(exc)}")
+                return False, StoreError(f"{self.url}: {self._say(exc)}")
             except Exception as exc:  # the job's own failure (a rejection): only its writes go
                 return False, exc
         raise AssertionError("unreachable")
@@ -366,7 +431,7 @@ class PostgresStore(SQLiteStore):
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
-                log.warning("store: listening for work failed (%s); reconnecting", exc)
+                log.warning("store: listening for work failed (%s); reconnecting", self._say(exc))
                 self._stop.wait(pause)
                 pause = min(pause * 2, 5.0)
 
@@ -383,7 +448,13 @@ class PostgresStore(SQLiteStore):
         return _Pooled(self)
 
     def ping(self) -> None:
-        self._reader().execute("SELECT 1 FROM schema_version").fetchone()
+        # Within a load balancer's health-check timeout: while the database is away the pool
+        # would wait its full 30 s for a connection, and the probe would only time out.
+        _Pooled(self, wait=PING_WAIT).execute("SELECT 1 FROM schema_version").fetchone()
+
+    def _say(self, exc: BaseException) -> str:
+        """An error's first line, without the URL's password (libpq may quote the URL)."""
+        return redact_text(_first_line(exc), self._conninfo)
 
     def check_writable(self) -> None:
         """A write now, on a pooled connection, bounded in time: `/readyz` must answer soon
@@ -391,17 +462,14 @@ class PostgresStore(SQLiteStore):
         failed = self._failed
         if failed is not None and time.monotonic() - failed[0] < FAILED_WRITE_MEMORY:
             raise StoreError(f"{self.url}: {failed[1]}")
-        try:
-            with self.pool.connection(timeout=READY_WITHIN) as conn:
-                conn.execute("UPDATE schema_version SET version = version")
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreError(f"{self.url}: {_first_line(exc)}") from None
+        _Pooled(self, wait=PING_WAIT).execute("UPDATE schema_version SET version = version")
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.put(None)
+        with self._queueing:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(None)
         for thread in self._writers:
             thread.join(timeout=10)
         self._stop.set()

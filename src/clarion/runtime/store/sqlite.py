@@ -284,6 +284,7 @@ class SQLiteStore:
         self._synchronous = "OFF" if self._scratch else "FULL"
         self._closed = False
         self._failed: tuple[float, str] | None = None  # the last failed commit: when, why
+        self._queueing = threading.Lock()  # no job is queued behind the stop mark
         self._writer = threading.Thread(target=self._run, name="clarion-store-writer", daemon=True)
         self._writer.start()
 
@@ -319,10 +320,13 @@ class SQLiteStore:
         commit holding only such jobs skip the fsync: a power cut may then forget that a send
         happened, and it is sent again (at least once); an accepted event is never forgotten."""
         future: Future[T] = Future()
-        if self._closed:
-            future.set_exception(StoreError("the store is closed"))
-            return future
-        self._jobs.put((job, future, durable))
+        # Checked and queued at once: a job queued behind close()'s stop mark would never run,
+        # and whoever waits on it would wait for ever.
+        with self._queueing:
+            if self._closed:
+                future.set_exception(StoreError("the store is closed"))
+                return future
+            self._jobs.put((job, future, durable))
         return future
 
     def write(self, job: Callable[[Tx], T], *, durable: bool = True) -> T:
@@ -416,7 +420,8 @@ class SQLiteStore:
     def active_runs(self) -> list[dict[str, Any]]:
         cursor = self._reader().execute(
             "SELECT id, flow, key, event_id, contact_id, step, due_at FROM flow_runs "
-            "WHERE status = 'active' ORDER BY due_at, id"
+            # NULLs (runs waiting on a send) last, spelled out: SQLite sorts them first.
+            "WHERE status = 'active' ORDER BY due_at IS NULL, due_at, id"
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -565,10 +570,11 @@ class SQLiteStore:
         """Nothing to hear: this process makes every write, and wakes itself."""
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._jobs.put(None)
+        with self._queueing:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(None)
         self._writer.join(timeout=10)
         self._conn.close()
         if self._scratch is not None:
@@ -969,6 +975,8 @@ class _SQLiteTx:
                 "UPDATE inbox SET read_at = ? WHERE recipient = ? AND read_at IS NULL",
                 (now, recipient),
             )
+        elif not ids:
+            return 0  # `IN ()` is SQLite's alone: PostgreSQL refuses it
         else:
             marks = ",".join("?" * len(ids))
             cursor = self.conn.execute(
