@@ -61,3 +61,52 @@ def test_headers() -> None:
     )
     plain = split_headers("Amount: 5\nSubject: late")
     assert plain.subject is None and plain.body.startswith("Amount")
+
+
+@pytest.mark.parametrize(
+    ("source", "data"),
+    [
+        ("{{ 'x' * data.n }}", {"n": 10**9}),
+        ("{{ data.a ** data.b }}", {"a": 7, "b": 10**8}),
+        ("{{ data.s | center(data.n) }}", {"s": "x", "n": 10**9}),
+        ("{{ data.s | indent(data.n) }}", {"s": "a\nb", "n": 10**9}),
+        ("{{ data.s.rjust(data.n) }}", {"s": "x", "n": 10**9}),
+        ("{{ [1] | batch(data.n, 'x') | list }}", {"n": 10**9}),
+        ("{{ data.f % 1 }}", {"f": "%0999999999d"}),
+        ("{{ data.f | format(1) }}", {"f": "%*d"}),
+        ("{{ data.f.format(1) }}", {"f": "{:>999999999}"}),
+        (
+            "{{ data.s | replace('', 'aa') | replace('', 'aa') | replace('', 'aa') }}",
+            {"s": "a" * 99999},
+        ),
+    ],
+)
+def test_event_data_cannot_make_a_template_grow_without_bound(
+    source: str, data: dict[str, object]
+) -> None:
+    # Each of these took seconds to minutes and up to gigabytes before the sandbox bounded them.
+    with pytest.raises(SecurityError):
+        render(source, {"data": data}, locale="en", timezone_name="UTC")
+
+
+def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
+    assert show("{{ 2 ** 10 }} {{ 'ab' * 2 }} [{{ 'x' | center(5) }}] {{ '%.2f' % 3.14159 }}") == (
+        "1024 abab [  x  ] 3.14"
+    )
+    assert show("{{ '{:>4}'.format(7) }}|{{ 'a\nb' | indent(2) }}") == "   7|a\n  b"
+
+
+@pytest.mark.parametrize(
+    ("source", "data", "message"),
+    [
+        ("{{ data.a + 'x' }}", {"a": 1}, "TypeError"),
+        ("{{ 1 / data.z }}", {"z": 0}, "ZeroDivisionError"),
+        ("{{ data.items[5] }}", {"items": [1]}, "Undefined"),  # jinja's own, a TemplateError too
+    ],
+)
+def test_a_failure_on_the_values_is_a_template_error(
+    source: str, data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TemplateError) as raised:
+        render(source, {"data": data}, locale="en", timezone_name="UTC")
+    assert message in type(raised.value).__name__ + str(raised.value)

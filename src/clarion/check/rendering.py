@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, nodes, pass_context
+from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -29,6 +30,104 @@ _HEADER = re.compile(r"^(Subject|Link):[ \t]*(.*)$")
 
 class FilterError(TemplateError):
     """A filter was given a value it cannot format."""
+
+
+class RenderError(TemplateRuntimeError):
+    """A template failed on the values it was given (`1 + "x"`, a division by zero...)."""
+
+
+# Event data reaches templates and expressions, so no value in it may make one rendering take
+# unbounded time or memory: `"x" * data.n`, `data.a ** data.b`, `data.s | center(data.n)`.
+# Strings, lists and numbers a template makes stay under these bounds (a message is far smaller).
+MAX_SIZE = 1_000_000  # characters or items of one value a template makes
+MAX_WIDTH = 10_000  # a padding width, a batch size, a format width
+MAX_POWER_BITS = 64 * 1024  # the size of an integer `**` may make
+_WIDE_PRINTF = re.compile(r"%[^a-zA-Z%]*(\*|\d{5})")
+_WIDE_FORMAT = re.compile(r"\{[^{}]*:[^{}]*(\{|\d{5})")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+_WIDTH_FILTERS = {"center": "width", "indent": "width", "batch": "linecount", "slice": "slices"}
+
+
+def _sized(value: Any, what: str) -> Any:
+    if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_SIZE:
+        raise SecurityError(f"{what} makes a value of more than {MAX_SIZE:,} characters or items")
+    return value
+
+
+def _narrow(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH:
+            raise SecurityError(f"{what} takes a width of at most {MAX_WIDTH:,}, got {value}")
+
+
+def _printf(template: Any, what: str) -> None:
+    if isinstance(template, str) and _WIDE_PRINTF.search(template):
+        raise SecurityError(f"{what}: a format width or precision is at most 4 digits, not *")
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with the bounds above on what can grow."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _too_big_power(left, right):
+            raise SecurityError(f"{left} ** {right} is too large a number")
+        if operator == "*" and _too_long_repeat(left, right):
+            raise SecurityError(f"* makes a value of more than {MAX_SIZE:,} characters or items")
+        if operator == "%":
+            _printf(left, "%")
+        return _sized(super().call_binop(context, operator, left, right), operator)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(__obj, "__name__", "")
+        if isinstance(getattr(__obj, "__self__", None), str) and name in _PADDING_METHODS:
+            _narrow(args, kwargs, f"{name}()")
+        return _sized(super().call(__context, __obj, *args, **kwargs), f"{name or 'a call'}()")
+
+    def wrap_str_format(self, value: Any) -> Any:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and _WIDE_FORMAT.search(owner):
+            raise SecurityError("format(): a field width is at most 4 digits and not nested")
+        return super().wrap_str_format(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _too_big_power(base: Any, exponent: Any) -> bool:
+    return (
+        _is_int(base)
+        and _is_int(exponent)
+        and abs(base) > 1
+        and exponent * abs(base).bit_length() > MAX_POWER_BITS
+    )
+
+
+def _too_long_repeat(left: Any, right: Any) -> bool:
+    return any(
+        isinstance(seq, str | list | tuple) and _is_int(times) and len(seq) * times > MAX_SIZE
+        for seq, times in ((left, right), (right, left))
+    )
+
+
+def _bounded_filter(name: str, function: Any) -> Any:
+    width = _WIDTH_FILTERS.get(name)
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if width is not None:
+            # the width is the argument after the value (and the context, for some filters)
+            given = kwargs.get(width)
+            if given is None:
+                given = next((a for a in args[1:] if _is_int(a)), None)
+            _narrow((given,) if given is not None else (), {}, f"{name}")
+        if name == "format" and args:
+            _printf(args[0], "format")
+        return _sized(function(*args, **kwargs), name)
+
+    return bounded
 
 
 def _locale(context: Context) -> str:
@@ -101,7 +200,7 @@ def _local(context: Context, value: Any, what: str) -> datetime:
 
 @functools.cache
 def environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedSandbox(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -112,6 +211,8 @@ def environment() -> ImmutableSandboxedEnvironment:
     env.filters["date"] = pass_context(_date)
     env.filters["datetime"] = pass_context(_datetime)
     env.filters["time"] = pass_context(_time)
+    for name, function in list(env.filters.items()):
+        env.filters[name] = _bounded_filter(name, function)
     return env
 
 
@@ -145,8 +246,17 @@ def render(
     locale: str,
     timezone_name: str,
 ) -> Message:
-    """Render template source; raises jinja2.TemplateError (syntax, undefined, filter misuse)."""
-    text = compiled(source).render({**context, LOCALE_VAR: locale, ZONE_VAR: timezone_name})
+    """Render template source; raises jinja2.TemplateError (syntax, undefined, filter misuse,
+    RenderError for what the values make fail, SecurityError past a bound), and nothing else."""
+    template = compiled(source)
+    try:
+        text = template.render({**context, LOCALE_VAR: locale, ZONE_VAR: timezone_name})
+    except TemplateError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+        # the original traceback keeps the template's line for the checker's diagnostic
+        failure = RenderError(f"{type(exc).__name__}: {exc}")
+        raise failure.with_traceback(exc.__traceback__) from None
     return split_headers(text)
 
 
