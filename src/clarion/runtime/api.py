@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -18,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clarion import __version__
 from clarion.check.addresses import mask
-from clarion.runtime.answers import error, iso
+from clarion.runtime.answers import error, iso, read_json
 from clarion.runtime.envelope import Rejection
 from clarion.runtime.pages import add_pages
 from clarion.runtime.people import add_people_routes
@@ -82,15 +81,6 @@ async def _body(request: Request, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _parse(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except ValueError as exc:
-        raise ValueError(str(exc).split(":")[0] or "not JSON") from None
 
 
 class BearerToken:
@@ -157,7 +147,7 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
     @app.post("/v1/events", status_code=202, responses=ERRORS, summary="Accept one event")
     async def post_event(request: Request) -> JSONResponse:
         try:
-            raw = _parse(await _body(request, MAX_EVENT_BYTES))
+            raw = read_json(await _body(request, MAX_EVENT_BYTES))
         except _TooLarge:
             runtime.rejected(None)
             return error(413, "too_large", f"an event is at most {MAX_EVENT_BYTES:,} bytes")
@@ -169,7 +159,7 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
     @app.post("/v1/events:batch", responses=ERRORS, summary="Accept up to 1000 events")
     async def post_batch(request: Request) -> JSONResponse:
         try:
-            raw = _parse(await _body(request, MAX_BATCH_BYTES))
+            raw = read_json(await _body(request, MAX_BATCH_BYTES))
         except _TooLarge:
             return error(413, "too_large", f"a batch is at most {MAX_BATCH_BYTES:,} bytes")
         except ValueError as exc:

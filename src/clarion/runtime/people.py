@@ -14,7 +14,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from clarion.check.addresses import mask
-from clarion.runtime.answers import error, iso
+from clarion.runtime.answers import error, iso, read_json
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.base import ConsentChange, Tx
 
@@ -75,8 +75,8 @@ def add_people_routes(
         if not has_inbox(recipient):
             return unknown(recipient)
         try:
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
+            body = read_json(await request.body())
+        except ValueError:
             return error(400, "invalid_json", "the body is not JSON")
         ids: list[int] | None
         if isinstance(body, dict) and body.get("all") is True and set(body) == {"all"}:
@@ -169,8 +169,8 @@ def add_people_routes(
     @app.put("/v1/contacts/{contact_id}/consent", summary="Change consent, channel by channel")
     async def change_consent(contact_id: str, request: Request) -> JSONResponse:
         try:
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
+            body = read_json(await request.body())
+        except ValueError:
             return error(400, "invalid_json", "the body is not JSON")
         if not isinstance(body, dict):
             return error(
