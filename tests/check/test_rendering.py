@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from jinja2 import TemplateError
+from jinja2 import TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 
-from clarion.check.rendering import render, split_headers
+from clarion.check.rendering import parse_expression, render, split_headers
+from clarion.runtime.planner import condition, evaluate
 
 
 def show(source: str, locale: str = "en", tz: str = "Europe/Madrid", **data: object) -> str:
@@ -110,3 +111,28 @@ def test_a_failure_on_the_values_is_a_template_error(
     with pytest.raises(TemplateError) as raised:
         render(source, {"data": data}, locale="en", timezone_name="UTC")
     assert message in type(raised.value).__name__ + str(raised.value)
+
+
+def test_an_expression_whose_constant_part_fails_does_not_parse() -> None:
+    # found by tests/fuzz: Jinja folds constants while compiling, and `1[0]` failed there with an
+    # UndefinedError that the checker did not expect (clarion validate ended in a traceback)
+    with pytest.raises(TemplateSyntaxError, match="no element 0"):
+        parse_expression("data.x if 1[0] else 2")
+
+
+@pytest.mark.parametrize(
+    ("source", "data"),
+    [
+        ("data.n | dictsort", {"n": 5}),  # AttributeError inside the filter
+        ("data.a // data.b", {"a": 1, "b": 0}),  # ZeroDivisionError
+        ("data.a + 1", {"a": "x"}),  # TypeError
+    ],
+)
+def test_a_condition_that_fails_on_the_data_is_false_with_a_reason(
+    source: str, data: dict[str, object]
+) -> None:
+    # found by tests/fuzz: an AttributeError escaped `condition`, failing the whole accept (a 500)
+    value, problem = condition(source, {"data": data})
+    assert value is False and problem is not None and source in problem
+    with pytest.raises(TemplateError):
+        evaluate(source, {"data": data})

@@ -14,7 +14,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, nodes, pass_context
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    nodes,
+    pass_context,
+)
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -34,6 +41,10 @@ class FilterError(TemplateError):
 
 class RenderError(TemplateRuntimeError):
     """A template failed on the values it was given (`1 + "x"`, a division by zero...)."""
+
+
+# What Python raises when a template's operators, filters or methods meet the wrong values.
+VALUE_ERRORS = (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError)
 
 
 # Event data reaches templates and expressions, so no value in it may make one rendering take
@@ -253,7 +264,7 @@ def render(
         text = template.render({**context, LOCALE_VAR: locale, ZONE_VAR: timezone_name})
     except TemplateError:
         raise
-    except (TypeError, ValueError, ArithmeticError, LookupError, RecursionError) as exc:
+    except VALUE_ERRORS as exc:
         # the original traceback keeps the template's line for the checker's diagnostic
         failure = RenderError(f"{type(exc).__name__}: {exc}")
         raise failure.with_traceback(exc.__traceback__) from None
@@ -292,5 +303,12 @@ def unknown_names(ast: nodes.Template, allowed: frozenset[str]) -> list[str]:
 @functools.lru_cache(maxsize=4096)
 def parse_expression(source: str) -> nodes.Template:
     """Parse a bare expression (`data.amount >= 100`); raises TemplateSyntaxError."""
-    environment().compile_expression(source)  # refuses statements and trailing junk
+    try:
+        environment().compile_expression(source)  # refuses statements and trailing junk
+    except TemplateSyntaxError:
+        raise
+    except (TemplateError, *VALUE_ERRORS) as exc:
+        # Jinja folds constants while compiling: `data.x if 1[0] else 2` fails there already.
+        message = getattr(exc, "message", None) or str(exc)
+        raise TemplateSyntaxError(f"{message} (in a constant part)", 1) from None
     return environment().parse("{{ (" + source + ") }}")
