@@ -126,6 +126,7 @@ def test_an_expression_whose_constant_part_fails_does_not_parse() -> None:
         ("data.n | dictsort", {"n": 5}),  # AttributeError inside the filter
         ("data.a // data.b", {"a": 1, "b": 0}),  # ZeroDivisionError
         ("data.a + 1", {"a": "x"}),  # TypeError
+        ("data.s | truncate(data.n)", {"s": "abc", "n": -(10**9)}),  # Jinja's own `assert`
     ],
 )
 def test_a_condition_that_fails_on_the_data_is_false_with_a_reason(

@@ -43,8 +43,17 @@ class RenderError(TemplateRuntimeError):
     """A template failed on the values it was given (`1 + "x"`, a division by zero...)."""
 
 
-# What Python raises when a template's operators, filters or methods meet the wrong values.
-VALUE_ERRORS = (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError)
+# What Python raises when a template's operators, filters or methods meet the wrong values
+# (Jinja's own filters check some arguments with `assert`: truncate(-1)).
+VALUE_ERRORS = (
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    AttributeError,
+    RecursionError,
+    AssertionError,
+)
 
 
 # Event data reaches templates and expressions, so no value in it may make one rendering take
