@@ -76,6 +76,9 @@ def test_headers() -> None:
         ("{{ data.f % 1 }}", {"f": "%0999999999d"}),
         ("{{ data.f | format(1) }}", {"f": "%*d"}),
         ("{{ data.f.format(1) }}", {"f": "{:>999999999}"}),
+        # found by tests/fuzz (a longer run): 4 GB of indentation
+        ("{{ -121 | tojson(data.n) }}", {"n": 10**9}),
+        ("{{ lipsum(data.n) }}", {"n": 10**9}),
         (
             "{{ data.s | replace('', 'aa') | replace('', 'aa') | replace('', 'aa') }}",
             {"s": "a" * 99999},
@@ -95,6 +98,10 @@ def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
         "1024 abab [  x  ] 3.14"
     )
     assert show("{{ '{:>4}'.format(7) }}|{{ 'a\nb' | indent(2) }}") == "   7|a\n  b"
+    # a value, not a width: only the argument after it is bounded
+    assert show("{{ 1000000 | tojson }} {{ 1000000 | string | center(9) }}") == "1000000  1000000 "
+    assert show("{{ data.d | tojson(2) }}", d={"a": 1}) == '{\n  "a": 1\n}'
+    assert len(show("{{ lipsum(2, false) }}")) > 10
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,14 @@ MAX_POWER_BITS = 64 * 1024  # the size of an integer `**` may make
 _WIDE_PRINTF = re.compile(r"%[^a-zA-Z%]*(\*|\d{5})")
 _WIDE_FORMAT = re.compile(r"\{[^{}]*:[^{}]*(\{|\d{5})")
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-_WIDTH_FILTERS = {"center": "width", "indent": "width", "batch": "linecount", "slice": "slices"}
+# The argument after the value that sizes what the filter makes.
+_WIDTH_FILTERS = {
+    "center": "width",
+    "indent": "width",
+    "batch": "linecount",
+    "slice": "slices",
+    "tojson": "indent",
+}
 
 
 def _sized(value: Any, what: str) -> Any:
@@ -134,18 +141,29 @@ def _too_long_repeat(left: Any, right: Any) -> bool:
 
 def _bounded_filter(name: str, function: Any) -> Any:
     width = _WIDTH_FILTERS.get(name)
+    # Filters that take the context (or the environment) first have the value second.
+    value_at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
 
     @functools.wraps(function)
     def bounded(*args: Any, **kwargs: Any) -> Any:
         if width is not None:
-            # the width is the argument after the value (and the context, for some filters)
-            given = kwargs.get(width)
-            if given is None:
-                given = next((a for a in args[1:] if _is_int(a)), None)
-            _narrow((given,) if given is not None else (), {}, f"{name}")
-        if name == "format" and args:
-            _printf(args[0], "format")
+            given = kwargs.get(width, args[value_at + 1] if len(args) > value_at + 1 else None)
+            _narrow((given,), {}, name)
+        if name == "format" and len(args) > value_at:
+            _printf(args[value_at], "format")
         return _sized(function(*args, **kwargs), name)
+
+    return bounded
+
+
+def _bounded_lipsum(function: Any) -> Any:
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        paragraphs = kwargs.get("n", args[0] if args else 5)
+        if _is_int(paragraphs) and paragraphs > 100:
+            raise SecurityError(f"lipsum() makes at most 100 paragraphs, not {paragraphs}")
+        _narrow(args[1:], {k: v for k, v in kwargs.items() if k != "n"}, "lipsum()")
+        return function(*args, **kwargs)
 
     return bounded
 
@@ -233,6 +251,7 @@ def environment() -> ImmutableSandboxedEnvironment:
     env.filters["time"] = pass_context(_time)
     for name, function in list(env.filters.items()):
         env.filters[name] = _bounded_filter(name, function)
+    env.globals["lipsum"] = _bounded_lipsum(env.globals["lipsum"])
     return env
 
 
