@@ -110,6 +110,7 @@ def test_bounded_operators_still_work_at_ordinary_sizes() -> None:
         ("{{ data.a + 'x' }}", {"a": 1}, "TypeError"),
         ("{{ 1 / data.z }}", {"z": 0}, "ZeroDivisionError"),
         ("{{ data.items[5] }}", {"items": [1]}, "Undefined"),  # jinja's own, a TemplateError too
+        ("{% if 1e308 + 1e308 %}y{% endif %}", {}, "NameError"),
     ],
 )
 def test_a_failure_on_the_values_is_a_template_error(
@@ -134,6 +135,8 @@ def test_an_expression_whose_constant_part_fails_does_not_parse() -> None:
         ("data.a // data.b", {"a": 1, "b": 0}),  # ZeroDivisionError
         ("data.a + 1", {"a": "x"}),  # TypeError
         ("data.s | truncate(data.n)", {"s": "abc", "n": -(10**9)}),  # Jinja's own `assert`
+        # Jinja folds the constant to infinity and generates `inf`, a NameError when it runs
+        ("(1e308 + 1e308) > data.x", {"x": 1}),
     ],
 )
 def test_a_condition_that_fails_on_the_data_is_false_with_a_reason(

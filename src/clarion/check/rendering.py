@@ -44,8 +44,10 @@ class RenderError(TemplateRuntimeError):
 
 
 # What Python raises when a template's operators, filters or methods meet the wrong values
-# (Jinja's own filters check some arguments with `assert`: truncate(-1)).
+# (Jinja's own filters check some arguments with `assert`: truncate(-1); and Jinja writes a
+# constant that folds to infinity as `inf` into the code it generates: a NameError).
 VALUE_ERRORS = (
+    NameError,
     TypeError,
     ValueError,
     ArithmeticError,
