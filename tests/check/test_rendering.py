@@ -147,3 +147,12 @@ def test_a_condition_that_fails_on_the_data_is_false_with_a_reason(
     assert value is False and problem is not None and source in problem
     with pytest.raises(TemplateError):
         evaluate(source, {"data": data})
+
+
+@pytest.mark.parametrize("locale", ["xx", "zz_ZZ", "../x", ""])
+def test_an_unknown_locale_formats_in_english(locale: str) -> None:
+    # found by tests/fuzz: a contact's locale comes from the event; Babel's UnknownLocaleError
+    # escaped the template, and the dispatcher left the delivery claimed ("sending") for good
+    assert show(
+        "{{ data.a | money('EUR') }} {{ data.d | date }}", locale, a=4999, d="2026-03-10"
+    ) == ("€49.99 Mar 10, 2026")

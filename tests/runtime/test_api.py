@@ -266,3 +266,23 @@ def test_the_people_routes_refuse_a_lone_surrogate(client: TestClient) -> None:
     body = b'{"consent": {"sms": false}, "source": "\\udc00"}'
     response = client.put("/v1/contacts/c1/consent", content=body)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+
+
+def test_a_contact_with_an_unknown_locale_is_still_sent_to(
+    client: TestClient, examples_table: TableIndex
+) -> None:
+    # found by tests/fuzz: the receipt's money filter raised Babel's UnknownLocaleError and the
+    # delivery stayed "sending" instead of being sent
+    body = event(
+        examples_table,
+        "payment.succeeded",
+        "evt_xx",
+        contact={"id": "cus_xx", "email": "xx@example.com", "locale": "xx"},
+    )
+    assert client.post("/v1/events", json=body).status_code == 202
+    [receipt] = [
+        d
+        for d in wait_settled(client, "evt_xx")["deliveries"]
+        if d["recipient"] == "contact:cus_xx"
+    ]
+    assert receipt["status"] == "sent", receipt

@@ -171,7 +171,20 @@ def _bounded_lipsum(function: Any) -> Any:
 
 
 def _locale(context: Context) -> str:
-    return str(context.get(LOCALE_VAR) or "en")
+    return _known_locale(str(context.get(LOCALE_VAR) or "en"))
+
+
+@functools.lru_cache(maxsize=256)
+def _known_locale(name: str) -> str:
+    """`name` if Babel knows it, else "en": a contact's locale comes from an event, and, like an
+    unknown time zone (UTC), an unknown locale formats in a default rather than failing."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(name.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        return "en"
+    return name.replace("-", "_")
 
 
 def _money(context: Context, amount: Any, currency: Any) -> str:
