@@ -42,9 +42,10 @@ def test_a_channel_rate_paces_every_worker_and_drops_nothing(tmp_path: Path) -> 
             arrivals = http.wait_for(total, timeout=30)
             start = arrivals[0].at
             per_second = collections.Counter(math.floor(r.at - start) for r in arrivals)
-            # Slots are 50 ms apart: 20 in any second; one more may land in a bucket when
-            # thread scheduling delays one send and not the next.
-            assert max(per_second.values()) <= rate + 1, per_second
+            # Slots are 50 ms apart: 20 in any second. Slots are kept, arrivals are not: on a
+            # loaded machine a send that scheduling delays lands beside the next ones (seen once
+            # in a full run: 22), so two more are allowed; unpaced, all 60 land in one second.
+            assert max(per_second.values()) <= rate + 2, per_second
             span = arrivals[-1].at - start
             assert span >= (total - 1) / rate * 0.95, f"{total} sends in {span:.2f} s"
             assert sorted((r.message or "").strip() for r in arrivals) == sorted(

@@ -6,28 +6,34 @@ time zone with Babel.
 
 Templates are config, and config comes through pull requests: a template must not be able to read
 the process (the sandbox refuses `__class__`, `__globals__`...), nor take the sidecar down with
-memory or time. So a render is capped: at most `MAX_OUTPUT` characters out, `MAX_SECONDS` of work
-(checked on every template line), and no single operation that would build a value larger than
-the output may be (`'x' * 10**9`, `'%0999999999d' % 1`, `'x'.ljust(10**9)`, `center(10**9)`).
-Over a cap is a `RenderLimit`, a TemplateError: a CL404 at validate, a dead letter at run time.
+memory or time, whatever the event data. So a render is capped: at most `MAX_OUTPUT` characters
+out, `MAX_SECONDS` of work (checked on every line of a template with loops or macros), no value
+over `MAX_SIZE` and no width over `MAX_WIDTH` made by one operation (`'x' * 10**9`,
+`'%0999999999d' % 1`, `'x'.ljust(10**9)`, `center(10**9)`, `tojson(indent=10**9)`). Over a cap is
+a `RenderLimit`; Python's own errors on the values (`1 + 'x'`) are a `RenderError`. Both are
+TemplateErrors: a CL404 at validate, a dead letter at run time.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import re
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import FrameType
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, nodes, pass_context
-from jinja2 import filters as jinja_filters
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    nodes,
+    pass_context,
+)
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -43,7 +49,6 @@ _HEADER = re.compile(r"^(Subject|Link):[ \t]*(.*)$")
 
 MAX_OUTPUT = 512 * 1024  # characters a template may produce; far above any real message
 MAX_SECONDS = 1.0  # a real template renders in well under a millisecond
-_WIDE = re.compile(r"\d{6,}|\*")  # a field width or precision of 100000 and up, or `*`
 
 
 class FilterError(TemplateError):
@@ -54,62 +59,152 @@ class RenderLimit(SecurityError):
     """A render went over a cap: output size, time, or the size of one value."""
 
 
-def _too_big(size: float, what: str) -> None:
-    if size > MAX_OUTPUT:
-        raise RenderLimit(f"{what} would be over {MAX_OUTPUT:,} characters")
+class RenderError(TemplateRuntimeError):
+    """A template failed on the values it was given (`1 + "x"`, a division by zero...)."""
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    # Jinja routes these operators through call_binop only when they are listed here.
+# What Python raises when a template's operators, filters or methods meet the wrong values
+# (Jinja's own filters check some arguments with `assert`: truncate(-1); and Jinja writes a
+# constant that folds to infinity as `inf` into the code it generates: a NameError).
+VALUE_ERRORS = (
+    NameError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    LookupError,
+    AttributeError,
+    RecursionError,
+    AssertionError,
+)
+
+
+# Event data reaches templates and expressions, so no value in it may make one rendering take
+# unbounded time or memory: `"x" * data.n`, `data.a ** data.b`, `data.s | center(data.n)`.
+# Strings, lists and numbers a template makes stay under these bounds (a message is far smaller).
+MAX_SIZE = 1_000_000  # characters or items of one value a template makes
+MAX_WIDTH = 10_000  # a padding width, a batch size, a format width
+MAX_POWER_BITS = 64 * 1024  # the size of an integer `**` may make
+_WIDE_PRINTF = re.compile(r"%[^a-zA-Z%]*(\*|\d{5})")
+_WIDE_FORMAT = re.compile(r"\{[^{}]*:[^{}]*(\{|\d{5})")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+# The argument after the value that sizes what the filter makes.
+_WIDTH_FILTERS = {
+    "center": "width",
+    "indent": "width",
+    "batch": "linecount",
+    "slice": "slices",
+    "tojson": "indent",
+}
+
+
+def _sized(value: Any, what: str) -> Any:
+    if isinstance(value, str | list | tuple | bytes) and len(value) > MAX_SIZE:
+        raise RenderLimit(f"{what} makes a value of more than {MAX_SIZE:,} characters or items")
+    return value
+
+
+def _narrow(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH:
+            raise RenderLimit(f"{what} takes a width of at most {MAX_WIDTH:,}, got {value}")
+
+
+def _printf(template: Any, what: str) -> None:
+    if isinstance(template, str) and _WIDE_PRINTF.search(template):
+        raise RenderLimit(f"{what}: a format width or precision is at most 4 digits, not *")
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with the bounds above on what can grow."""
+
     intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                    _too_big(len(seq) * times, "a repeated value")
-        elif operator == "**" and isinstance(left, int | float) and isinstance(right, int | float):
-            if abs(left) > 1 and right > 0:
-                _too_big(right * math.log10(abs(left)), "a power's digits")
-        elif operator == "%" and isinstance(left, str) and _WIDE.search(left):
-            raise RenderLimit("a %-format with a field width of 100000 or more, or `*`")
-        return super().call_binop(context, operator, left, right)
+        if operator == "**" and _too_big_power(left, right):
+            raise RenderLimit(f"{left} ** {right} is too large a number")
+        if operator == "*" and _too_long_repeat(left, right):
+            raise RenderLimit(f"* makes a value of more than {MAX_SIZE:,} characters or items")
+        if operator == "%":
+            _printf(left, "%")
+        return _sized(super().call_binop(context, operator, left, right), operator)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        # Methods of strings and lists take sizes (`ljust`, `center`, `zfill`, `expandtabs`).
-        if isinstance(getattr(__obj, "__self__", None), str | list):
-            for value in (*args, *kwargs.values()):
-                if isinstance(value, int):
-                    _too_big(value, f"{getattr(__obj, '__name__', 'a method')}()")
-        return super().call(__context, __obj, *args, **kwargs)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(getattr(__obj, "__self__", None), str) and name in _PADDING_METHODS:
+            _narrow(args, kwargs, f"{name}()")
+        return _sized(super().call(__context, __obj, *args, **kwargs), f"{name or 'a call'}()")
 
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None and _WIDE.search(value.__self__):
-            raise RenderLimit("a format string with a field width of 100000 or more, or `*`")
-        return wrapped
+    def wrap_str_format(self, value: Any) -> Any:
+        owner = getattr(value, "__self__", None)
+        if isinstance(owner, str) and _WIDE_FORMAT.search(owner):
+            raise RenderLimit("format(): a field width is at most 4 digits and not nested")
+        return super().wrap_str_format(value)
 
 
-def _sized(name: str, *positions: int) -> Callable[..., Any]:
-    """A built-in filter whose numeric arguments (widths, counts) are capped."""
-    original = jinja_filters.FILTERS[name]
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    @functools.wraps(original)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        for index in positions:
-            value = args[index] if index < len(args) else None
-            if isinstance(value, int):
-                _too_big(value, f"the {name} filter's argument")
-        for value in kwargs.values():
-            if isinstance(value, int):
-                _too_big(value, f"the {name} filter's argument")
-        return original(*args, **kwargs)
 
-    return checked
+def _too_big_power(base: Any, exponent: Any) -> bool:
+    return (
+        _is_int(base)
+        and _is_int(exponent)
+        and abs(base) > 1
+        and exponent * abs(base).bit_length() > MAX_POWER_BITS
+    )
+
+
+def _too_long_repeat(left: Any, right: Any) -> bool:
+    return any(
+        isinstance(seq, str | list | tuple) and _is_int(times) and len(seq) * times > MAX_SIZE
+        for seq, times in ((left, right), (right, left))
+    )
+
+
+def _bounded_filter(name: str, function: Any) -> Any:
+    width = _WIDTH_FILTERS.get(name)
+    # Filters that take the context (or the environment) first have the value second.
+    value_at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if width is not None:
+            given = kwargs.get(width, args[value_at + 1] if len(args) > value_at + 1 else None)
+            _narrow((given,), {}, name)
+        if name == "format" and len(args) > value_at:
+            _printf(args[value_at], "format")
+        return _sized(function(*args, **kwargs), name)
+
+    return bounded
+
+
+def _bounded_lipsum(function: Any) -> Any:
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        paragraphs = kwargs.get("n", args[0] if args else 5)
+        if _is_int(paragraphs) and paragraphs > 100:
+            raise RenderLimit(f"lipsum() makes at most 100 paragraphs, not {paragraphs}")
+        _narrow(args[1:], {k: v for k, v in kwargs.items() if k != "n"}, "lipsum()")
+        return function(*args, **kwargs)
+
+    return bounded
 
 
 def _locale(context: Context) -> str:
-    return str(context.get(LOCALE_VAR) or "en")
+    return _known_locale(str(context.get(LOCALE_VAR) or "en"))
+
+
+@functools.lru_cache(maxsize=256)
+def _known_locale(name: str) -> str:
+    """`name` if Babel knows it, else "en": a contact's locale comes from an event, and, like an
+    unknown time zone (UTC), an unknown locale formats in a default rather than failing."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(name.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        return "en"
+    return name.replace("-", "_")
 
 
 def _money(context: Context, amount: Any, currency: Any) -> str:
@@ -178,7 +273,7 @@ def _local(context: Context, value: Any, what: str) -> datetime:
 
 @functools.cache
 def environment() -> ImmutableSandboxedEnvironment:
-    env = _Environment(
+    env = _BoundedSandbox(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -189,20 +284,10 @@ def environment() -> ImmutableSandboxedEnvironment:
     env.filters["date"] = pass_context(_date)
     env.filters["datetime"] = pass_context(_datetime)
     env.filters["time"] = pass_context(_time)
-    # Filters that take a width or a count: capped like the operators above.
-    env.filters["center"] = _sized("center", 1)
-    env.filters["indent"] = _sized("indent", 1)
-    env.filters["wordwrap"] = _sized("wordwrap", 2)
-    env.filters["slice"] = _sized("slice", 1)
-    env.filters["batch"] = _sized("batch", 1)
-    env.filters["format"] = _checked_format
+    for name, function in list(env.filters.items()):
+        env.filters[name] = _bounded_filter(name, function)
+    env.globals["lipsum"] = _bounded_lipsum(env.globals["lipsum"])
     return env
-
-
-def _checked_format(value: Any, *args: Any, **kwargs: Any) -> str:
-    if isinstance(value, str) and _WIDE.search(value):
-        raise RenderLimit("a format string with a field width of 100000 or more, or `*`")
-    return str(jinja_filters.do_format(value, *args, **kwargs))
 
 
 @dataclass(frozen=True)
@@ -236,7 +321,7 @@ def render(
     timezone_name: str,
 ) -> Message:
     """Render template source; raises jinja2.TemplateError (syntax, undefined, filter misuse,
-    and RenderLimit for a render over a cap)."""
+    RenderError for what the values make fail, RenderLimit past a cap), and nothing else."""
     template = compiled(source)
     deadline = time.monotonic() + MAX_SECONDS
 
@@ -261,14 +346,16 @@ def render(
             if size > MAX_OUTPUT:
                 raise RenderLimit(f"the message is over {MAX_OUTPUT:,} characters")
             chunks.append(chunk)
-    except (ArithmeticError, RecursionError, MemoryError) as exc:
+    except (OverflowError, RecursionError, MemoryError) as exc:
         # The sandbox's own refusals (`range(10**9)`) and recursion are not TemplateErrors.
         limit = RenderLimit(str(exc) or type(exc).__name__)
         raise limit.with_traceback(exc.__traceback__) from None
-    except (ValueError, TypeError, LookupError) as exc:
+    except TemplateError:
+        raise
+    except VALUE_ERRORS as exc:
         # Python's own complaints from inside a template (`1 + 'a'`, an int of 5000 digits):
-        # the template's fault, reported like any other template error.
-        failed = TemplateRuntimeError(f"{type(exc).__name__}: {exc}")
+        # the template's fault; the original traceback keeps its line for the diagnostic.
+        failed = RenderError(f"{type(exc).__name__}: {exc}")
         raise failed.with_traceback(exc.__traceback__) from None
     finally:
         if timed:
@@ -319,5 +406,12 @@ def unknown_names(ast: nodes.Template, allowed: frozenset[str]) -> list[str]:
 @functools.lru_cache(maxsize=4096)
 def parse_expression(source: str) -> nodes.Template:
     """Parse a bare expression (`data.amount >= 100`); raises TemplateSyntaxError."""
-    environment().compile_expression(source)  # refuses statements and trailing junk
+    try:
+        environment().compile_expression(source)  # refuses statements and trailing junk
+    except TemplateSyntaxError:
+        raise
+    except (TemplateError, *VALUE_ERRORS) as exc:
+        # Jinja folds constants while compiling: `data.x if 1[0] else 2` fails there already.
+        message = getattr(exc, "message", None) or str(exc)
+        raise TemplateSyntaxError(f"{message} (in a constant part)", 1) from None
     return environment().parse("{{ (" + source + ") }}")

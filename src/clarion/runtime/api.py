@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clarion import __version__
 from clarion.check.addresses import mask
-from clarion.runtime.answers import error, iso
-from clarion.runtime.envelope import Rejection
+from clarion.runtime import contract as c
+from clarion.runtime.answers import error, iso, read_json
+from clarion.runtime.envelope import EventIn, Rejection
 from clarion.runtime.pages import add_pages
 from clarion.runtime.people import add_people_routes
 from clarion.runtime.service import Runtime
@@ -34,36 +35,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/", "/events"})
 # The pages hold no data (their scripts read the API, which asks for the token): a browser can
 # load them, and `?token=` makes their requests carry it.
 OPEN_PREFIXES = ("/inbox/", "/events/", "/assets/")
-
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {
-        "description": description,
-        "content": {"application/json": {"schema": ERROR_SCHEMA}},
-    }
-    for status, description in (
-        (400, "The body is not JSON."),
-        (401, "Missing or wrong bearer token."),
-        (409, "duplicate_contact or idempotency_conflict."),
-        (413, "The body is over the size limit."),
-        (422, "unknown_event_type, invalid_data, invalid_event or batch_not_allowed."),
-        (503, "unavailable (the store cannot keep the event now) or shutting_down; retry."),
-    )
-}
 
 
 class _TooLarge(Exception):
@@ -82,15 +53,6 @@ async def _body(request: Request, limit: int) -> bytes:
             raise _TooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _parse(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except ValueError as exc:
-        raise ValueError(str(exc).split(":")[0] or "not JSON") from None
 
 
 class BearerToken:
@@ -120,6 +82,7 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
         version=__version__,
         description="Accepts events, plans who gets what, dispatches through Apprise.",
     )
+    _declare_request_bodies(app)
 
     if token is not None:
         app.add_middleware(BearerToken, token=token)
@@ -156,10 +119,27 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
         runtime.accepted(checked, status)
         return JSONResponse(answer, status)
 
-    @app.post("/v1/events", status_code=202, responses=ERRORS, summary="Accept one event")
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Accept one event",
+        response_model=c.Accepted,
+        responses={
+            200: {"model": c.Accepted, "description": "The same event again: the first answer."},
+            **c.errors(
+                400,
+                409,
+                413,
+                422,
+                503,
+                e422="unknown_event_type, invalid_data, invalid_event or batch_not_allowed.",
+            ),
+        },
+        openapi_extra=c.json_body(EventIn),
+    )
     async def post_event(request: Request) -> JSONResponse:
         try:
-            raw = _parse(await _body(request, MAX_EVENT_BYTES))
+            raw = read_json(await _body(request, MAX_EVENT_BYTES))
         except _TooLarge:
             runtime.rejected(None)
             return error(413, "too_large", f"an event is at most {MAX_EVENT_BYTES:,} bytes")
@@ -168,12 +148,18 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
             return error(400, "invalid_json", f"the body is not JSON: {exc}")
         return await accept_one(raw)
 
-    @app.post("/v1/events:batch", responses=ERRORS, summary="Accept up to 1000 events")
+    @app.post(
+        "/v1/events:batch",
+        summary="Accept up to 1000 events",
+        response_model=c.BatchAnswer,
+        responses=c.errors(400, 413, 422, 503, e422="The body is not a list of events."),
+        openapi_extra=c.json_body(c.Batch, array_of=EventIn),
+    )
     async def post_batch(request: Request) -> JSONResponse:
         if runtime.stopping:
             return _shutting_down()
         try:
-            raw = _parse(await _body(request, MAX_BATCH_BYTES))
+            raw = read_json(await _body(request, MAX_BATCH_BYTES))
         except _TooLarge:
             return error(413, "too_large", f"a batch is at most {MAX_BATCH_BYTES:,} bytes")
         except ValueError as exc:
@@ -217,7 +203,12 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
             {"accepted": accepted, "rejected": len(items) - accepted, "results": results}, 200
         )
 
-    @app.get("/v1/events/{event_id:path}", responses=ERRORS, summary="An event and its deliveries")
+    @app.get(
+        "/v1/events/{event_id:path}",
+        summary="An event and its deliveries",
+        response_model=c.EventAnswer,
+        responses=c.errors(404, 422),
+    )
     async def get_event(event_id: str) -> JSONResponse:
         record = await asyncio.to_thread(runtime.store.event, event_id)
         if record is None:
@@ -244,15 +235,25 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
     add_people_routes(app, runtime, token, heartbeat)
     add_pages(app, runtime)
 
-    @app.get("/v1/table", summary="The routing table being served")
+    @app.get(
+        "/v1/table",
+        summary="The routing table being served",
+        response_model=c.TableSummary,
+        responses=c.errors(),
+    )
     async def get_table() -> JSONResponse:
         return JSONResponse(runtime.table().summary())
 
-    @app.get("/healthz", summary="Liveness")
+    @app.get("/healthz", summary="Liveness", response_model=c.Health)
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz", responses={503: ERRORS[503]}, summary="Readiness")
+    @app.get(
+        "/readyz",
+        summary="Readiness",
+        response_model=c.Ready,
+        responses={503: {"model": c.ErrorBody, "description": "Not ready."}},
+    )
     async def readyz() -> JSONResponse:
         if runtime.stopping:
             return error(503, "not_ready", "shutting down: new events are refused")
@@ -268,12 +269,43 @@ def create_app(runtime: Runtime, token: str | None = None, heartbeat: float = 15
             return error(503, "not_ready", "the dispatcher has not started")
         return JSONResponse({"status": "ready", "digest": runtime.table().digest})
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The Prometheus text format.",
+                "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            },
+            **c.errors(),
+        },
+    )
     async def metrics() -> Response:
         data = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _declare_request_bodies(app: FastAPI) -> None:
+    """The routes read their bodies themselves; their OpenAPI document still says what they take."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            document.setdefault("components", {}).setdefault("schemas", {}).update(
+                c.request_schemas()
+            )
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _unavailable() -> JSONResponse:

@@ -77,9 +77,18 @@ def check_event(
                     for c in unknown
                 ],
             )
-    given = event.model_dump(mode="json", exclude_none=True, by_alias=True)
-    text = json.dumps(given, sort_keys=True, separators=(",", ":"))
-    return Checked(event, text, hashlib.sha256(text.encode()).hexdigest(), given)
+    try:
+        given = event.model_dump(mode="json", exclude_none=True, by_alias=True)
+        text = json.dumps(given, sort_keys=True, separators=(",", ":"))
+        encoded = text.encode()
+    except (UnicodeEncodeError, ValueError):
+        # JSON may escape half of a UTF-16 pair ("\ud800"); no store or template can keep it.
+        raise Rejection(
+            "invalid_event",
+            "the event holds a lone UTF-16 surrogate (an escape like \\ud800), which is not text",
+            details=[{"pointer": pointer(prefix), "message": "not valid Unicode"}],
+        ) from None
+    return Checked(event, text, hashlib.sha256(encoded).hexdigest(), given)
 
 
 def accept(tx: Tx, table: TableIndex, checked: Checked, now: float) -> tuple[int, dict[str, Any]]:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from clarion.runtime import contract as c
 from clarion.runtime.answers import error
 from clarion.runtime.service import Runtime
 
@@ -76,7 +77,12 @@ def add_pages(app: FastAPI, runtime: Runtime) -> None:
             return error(404, "not_found", "no such asset")
         return FileResponse(WEB / name, media_type=media, headers=HEADERS)
 
-    @app.get("/v1/inboxes", summary="The recipients with an in-app inbox, with unread counts")
+    @app.get(
+        "/v1/inboxes",
+        summary="The recipients with an in-app inbox, with unread counts",
+        response_model=c.Inboxes,
+        responses=c.errors(),
+    )
     async def inboxes() -> JSONResponse:
         names = sorted(runtime.table().inbox_recipients)
         counts = await asyncio.to_thread(

@@ -14,8 +14,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from clarion.check.addresses import mask
+from clarion.runtime import contract as c
 from clarion.runtime import quiet
-from clarion.runtime.answers import error, iso
+from clarion.runtime.answers import error, iso, read_json
 from clarion.runtime.service import Runtime
 from clarion.runtime.store.base import ConsentChange, Tx
 
@@ -45,7 +46,12 @@ def add_people_routes(
     def unknown(recipient: str) -> JSONResponse:
         return error(404, "not_found", f"no in-app inbox for recipient {recipient!r}")
 
-    @app.get("/v1/inbox/{recipient}", summary="A recipient's in-app inbox, newest first")
+    @app.get(
+        "/v1/inbox/{recipient}",
+        summary="A recipient's in-app inbox, newest first",
+        response_model=c.InboxPage,
+        responses=c.errors(404, 422),
+    )
     async def inbox(
         recipient: str,
         unread: bool = False,
@@ -71,13 +77,19 @@ def add_people_routes(
             }
         )
 
-    @app.post("/v1/inbox/{recipient}/read", summary="Mark items read: ids, or all")
+    @app.post(
+        "/v1/inbox/{recipient}/read",
+        summary="Mark items read: ids, or all",
+        response_model=c.Marked,
+        responses=c.errors(400, 404, 422),
+        openapi_extra=c.json_body(c.MarkRead),
+    )
     async def mark_read(recipient: str, request: Request) -> JSONResponse:
         if not has_inbox(recipient):
             return unknown(recipient)
         try:
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
+            body = read_json(await request.body())
+        except ValueError:
             return error(400, "invalid_json", "the body is not JSON")
         ids: list[int] | None
         if isinstance(body, dict) and body.get("all") is True and set(body) == {"all"}:
@@ -109,6 +121,13 @@ def add_people_routes(
         "/v1/inbox/{recipient}/stream",
         summary="Server-Sent Events: new items and the unread count, live",
         response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "An endless stream: `item` and `unread` events, heartbeats.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **c.errors(404, 422),
+        },
     )
     async def stream(recipient: str, request: Request, after: int | None = None) -> Any:
         if not has_inbox(recipient):
@@ -131,7 +150,14 @@ def add_people_routes(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/v1/contacts/{contact_id}", summary="A customer's consent, with its history")
+    @app.get(
+        "/v1/contacts/{contact_id}",
+        summary="A customer's consent, with its history",
+        response_model=c.ContactAnswer,
+        responses=c.errors(
+            403, 404, 422, e403="`reveal=true` without the token: addresses stay masked."
+        ),
+    )
     async def contact(contact_id: str, request: Request, reveal: bool = False) -> JSONResponse:
         if reveal:
             given = request.headers.get("authorization", "").encode()
@@ -168,11 +194,17 @@ def add_people_routes(
             }
         )
 
-    @app.put("/v1/contacts/{contact_id}/consent", summary="Change consent, channel by channel")
+    @app.put(
+        "/v1/contacts/{contact_id}/consent",
+        summary="Change consent, channel by channel",
+        response_model=c.ConsentAnswer,
+        responses=c.errors(400, 404, 422),
+        openapi_extra=c.json_body(c.ConsentChangeIn),
+    )
     async def change_consent(contact_id: str, request: Request) -> JSONResponse:
         try:
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
+            body = read_json(await request.body())
+        except ValueError:
             return error(400, "invalid_json", "the body is not JSON")
         if not isinstance(body, dict):
             return error(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from jinja2 import TemplateError
 
-from clarion.check.rendering import environment
+from clarion.check.rendering import VALUE_ERRORS, RenderError, environment
 from clarion.compile.table import Route, Target
 from clarion.runtime import quiet
 from clarion.runtime.envelope import EventIn
@@ -93,10 +93,15 @@ def _expression(source: str) -> Callable[..., Any]:
 
 
 def evaluate(source: str, context: dict[str, Any]) -> Any:
-    """The value of an expression; raises jinja2.TemplateError and the like."""
-    value = _expression(source)(**context)
+    """The value of an expression; raises jinja2.TemplateError, and nothing else."""
+    try:
+        value = _expression(source)(**context)
+    except TemplateError:
+        raise
+    except VALUE_ERRORS as exc:
+        raise RenderError(f"{type(exc).__name__}: {exc}") from None
     if hasattr(value, "_undefined_name") or type(value).__name__.endswith("Undefined"):
-        raise ValueError(f"{source} is not defined for this event")
+        raise RenderError(f"{source} is not defined for this event")
     return value
 
 
@@ -106,8 +111,8 @@ def condition(source: str, context: dict[str, Any]) -> tuple[bool, str | None]:
         return bool(_expression(source)(**context)), None
     except TemplateError as exc:
         return False, f"{source!r}: {exc.message or exc}"
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        return False, f"{source!r}: {exc}"
+    except VALUE_ERRORS as exc:
+        return False, f"{source!r}: {type(exc).__name__}: {exc}"
 
 
 def plan(
