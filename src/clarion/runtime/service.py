@@ -60,6 +60,7 @@ class Runtime:
             store, self.table, sender, policy, clock=clock, on_outcome=self._count
         )
         self._reload_lock = threading.Lock()
+        self._counters: dict[tuple[str, str], Any] = {}
         self.inbox = InboxHub()
         # Other sidecars' writes (a shared store): new work, and inbox items for open streams.
         store.subscribe("work", lambda _: self.dispatcher.wake())
@@ -130,7 +131,11 @@ class Runtime:
 
     def accepted(self, checked: Checked, status: int) -> None:
         result = "accepted" if status == 202 else "duplicate"
-        self.metrics.events.labels(type=checked.event.type, result=result).inc()
+        counter = self._counters.get((checked.event.type, result))
+        if counter is None:  # prometheus' labels() costs more than the rest of this method
+            counter = self.metrics.events.labels(type=checked.event.type, result=result)
+            self._counters[(checked.event.type, result)] = counter
+        counter.inc()
         log.debug(result, extra={"event_id": checked.event.id, "type": checked.event.type})
         if status == 202:
             self.dispatcher.wake()
@@ -219,6 +224,7 @@ def _accept_many(
     tx: Tx, table: TableIndex, items: Sequence[Checked], now: float
 ) -> list[tuple[int, dict[str, Any]] | Rejection]:
     batch = _Batch(tx, now)
+    batch.prefetch([checked.event.id for checked in items])
     out: list[tuple[int, dict[str, Any]] | Rejection] = []
     for checked in items:
         # No savepoint per event: accept() refuses (Rejection) only before its first write, and
@@ -242,9 +248,20 @@ class _Batch:
         self._answers: dict[str, tuple[str, dict[str, Any]]] = {}
         self._events: list[tuple[Any, ...]] = []
         self._deliveries: list[tuple[str, str, NewDelivery]] = []
+        self._known: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._asked: frozenset[str] = frozenset()
+
+    def prefetch(self, event_ids: Sequence[str]) -> None:
+        """Which of the batch's ids were accepted before: one question for the batch."""
+        self._known = self._tx.event_answers(event_ids)
+        self._asked = frozenset(event_ids)
 
     def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None:
-        return self._answers.get(event_id) or self._tx.event_answer(event_id)
+        if event_id in self._answers:
+            return self._answers[event_id]
+        if event_id in self._asked:  # nothing else writes them in this transaction
+            return self._known.get(event_id)
+        return self._tx.event_answer(event_id)
 
     def insert_event(self, event_id: str, *rest: Any) -> None:
         self._answers[event_id] = (rest[1], rest[6])

@@ -178,6 +178,8 @@ class Tx(Protocol):
 
     def event_answer(self, event_id: str) -> tuple[str, dict[str, Any]] | None: ...
 
+    def event_answers(self, event_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]: ...
+
     def insert_event(
         self,
         event_id: str,

@@ -685,6 +685,21 @@ class _SQLiteTx:
         ).fetchone()
         return (row[0], json.loads(row[1])) if row else None
 
+    def event_answers(self, event_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The answers of those of these events accepted before, in a few statements (a batch
+        asks once, not once an event)."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        unique = list(dict.fromkeys(event_ids))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT id, body_hash, answer FROM events WHERE id IN ({marks})", part
+            )
+            for event_id, body_hash, answer in rows:
+                found[event_id] = (body_hash, json.loads(answer))
+        return found
+
     def insert_event(
         self,
         event_id: str,
