@@ -61,10 +61,10 @@ consent:
 """
 
 
-def table_for(tmp_path: Path, url: str) -> TableIndex:
+def table_for(tmp_path: Path, url: str, config: str = CONFIG) -> TableIndex:
     folder = tmp_path / "config"
     (folder / "templates").mkdir(parents=True)
-    (folder / "main.yaml").write_text(CONFIG.format(url=url), "utf-8")
+    (folder / "main.yaml").write_text(config.format(url=url), "utf-8")
     (folder / "templates" / "order_status.hook.j2").write_text("Order {{ data.order_id }}\n")
     (folder / "templates" / "orders.hook.j2").write_text(
         "Subject: {{ count }} updates for {{ contact.id }}\n"
@@ -294,5 +294,33 @@ def test_a_flow_digest_sends_once_per_key_listing_every_run_and_starts_again_pas
             ("2 updates for cus_1", ["SO-4", "SO-5"]),
             ("4 updates for cus_1", ["SO-0", "SO-1", "SO-2", "SO-3"]),
         ]
+    finally:
+        runtime.stop(timeout=5)
+
+
+def test_a_send_after_a_wait_that_follows_a_flow_digest_still_gets_its_events(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """Found in review: the send after `wait` lost `events`/`count` and was dead-lettered."""
+    send = "      - send: {{to: [ops], channels: [hook], template: orders}}\n"
+    config = CONFIG.replace(send, send + "      - wait: {{for: 1h}}\n" + send)
+    table = table_for(tmp_path, sink.apprise_url("/digest"), config)
+    clock = SimulatedClock(START)
+    runtime = Runtime(table, open_store("sqlite://:memory:"), Policy(workers=2), clock=clock)
+    try:
+        for i in range(2):
+            raw = {
+                "type": "order.status_changed",
+                "id": f"evt_w{i}",
+                "data": {"order_id": f"SO-{i}"},
+                "contact": {"id": "cus_1"},
+            }
+            assert runtime.ingest([raw])[0].status == 202
+        clock.moment += 600
+        runtime.dispatcher.run_pending()
+        clock.moment += 3600
+        runtime.dispatcher.run_pending()
+        got = [r for r in sink.wait_for(2, timeout=10) if "updates" in (r.title or "")]
+        assert [r.title for r in got] == ["2 updates for cus_1"] * 2
     finally:
         runtime.stop(timeout=5)

@@ -166,3 +166,31 @@ def test_a_dead_lettered_whatsapp_message_falls_back_to_sms(tmp_path: Path) -> N
             # delivered once: nothing more arrives
             time.sleep(0.5)
             assert len(sms) == 1 and len(whatsapp) == 3
+
+
+def test_a_message_whose_every_device_dies_falls_back_once(tmp_path: Path) -> None:
+    """Two push devices of one customer both dead-lettered: one SMS, not one per device (found
+    in review: each dead delivery planned its own fallback)."""
+    from tests.runtime.serving import free_port
+
+    closed = free_port()  # nothing listens: every push send fails at once
+    with HttpSink() as sink:
+        folder = write_config(tmp_path / "config", [provider(sink, "wa")], [provider(sink, "sms")])
+        config = json.loads((folder / "clarion.yaml").read_text())
+        config["channels"]["push"] = {"address": "url"}
+        config["customer_messages"]["order.shipped"]["channels"] = ["push"]
+        config["consent"]["default"]["push"] = True
+        (folder / "clarion.yaml").write_text(json.dumps(config, indent=2))
+        (folder / "templates" / "shipped.push.j2").write_text("Subject: Shipped\nOn its way.\n")
+        env = {"SMS_TOKEN": TOKEN}
+        with Sidecar(folder, tmp_path / "s.db", "--max-attempts", "1", env=env) as sidecar:
+            event = shipped("evt_two_devices", "+34612345678")
+            event["contact"]["devices"] = [
+                {"device": f"phone{n}", "url": f"json://127.0.0.1:{closed}/dev{n}"} for n in (0, 1)
+            ]
+            assert sidecar.post("/v1/events", event)[0] == 202
+            body = settled(sidecar, "evt_two_devices", 3)
+            statuses = sorted((d["channel"], d["status"]) for d in body["deliveries"])
+            assert statuses == [("push", "dead"), ("push", "dead"), ("sms", "sent")], statuses
+            time.sleep(0.5)  # a second fallback would arrive now
+            assert len([r for r in sink.received if r.path.startswith("/sms/")]) == 1

@@ -101,6 +101,8 @@ def test_unread_and_mark_read(api: tuple[Runtime, TestClient], examples_table: T
         ("/v1/inbox/owner/read", {"all": False}, 422),
         ("/v1/inbox/owner/read", [1, 2], 422),
         ("/v1/inbox/owner/read", {"ids": list(range(1001))}, 422),
+        ("/v1/inbox/owner/read", {"ids": [2**70]}, 422),  # past 64 bits: was a 500 on SQLite
+        ("/v1/inbox/owner/read", {"ids": [0]}, 422),
     ],
 )
 def test_bad_mark_read(api: tuple[Runtime, TestClient], path: str, body: Any, status: int) -> None:

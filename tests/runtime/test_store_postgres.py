@@ -257,3 +257,25 @@ def test_an_event_whose_commit_reply_was_lost_is_answered_and_planned_once(
         assert runtime.store.event("evt-lost-reply") == record
     finally:
         runtime.stop(timeout=5)
+
+
+def test_a_read_only_database_is_the_stores_answer_not_a_crash(postgres_url: str) -> None:
+    """A failover that leaves the sidecar on a read-only standby: /readyz's write check is a
+    StoreError (a 503), not a psycopg error (a 500). Found in review."""
+    from psycopg_pool import ConnectionPool
+
+    store = PostgresStore(postgres_url)
+    try:
+        store.pool.close()
+        store.pool = ConnectionPool(  # as a hot standby answers every write
+            postgres_url,
+            min_size=1,
+            max_size=2,
+            kwargs={"autocommit": True, "options": "-c default_transaction_read_only=on"},
+            open=True,
+        )
+        with pytest.raises(StoreError, match="read-only"):
+            store.check_writable()
+        store.ping()  # reads still work
+    finally:
+        store.close()

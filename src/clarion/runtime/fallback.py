@@ -24,7 +24,16 @@ def after_dead(tx: Tx, table: TableIndex, dead: ClaimedDelivery, now: float) -> 
     """Inside the transaction that records `dead` as dead: plan its replacement, if any."""
     if not dead.fallback or not dead.recipient.startswith("contact:"):
         return []
+    # (On PostgreSQL reading the contact also takes its lock: two deaths of one message in two
+    # sidecars at once are decided one after the other.)
     row = tx.contact(dead.recipient.removeprefix("contact:"))
+    siblings = tx.message_deliveries(
+        dead.event_id, dead.recipient, dead.source, dead.run_id, dead.step
+    )
+    if any(reason == REASON or " replaces " in (detail or "") for _, _, reason, detail in siblings):
+        return []  # another delivery of this message has fallen back already
+    if any(c == dead.channel and s not in ("dead", "skipped") for c, s, _, _ in siblings):
+        return []  # another device or address of this channel reached them, or still may
     contact = state_of(row) if row else None
     common = {
         "recipient": dead.recipient,

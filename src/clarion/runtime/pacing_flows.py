@@ -34,10 +34,14 @@ def collect(
 
 
 def resume(tx: Tx, flow: Flow, run: RunRow, step: int, event_id: str, now: float) -> int | None:
-    """The digest a run is resuming after (closed now, so later runs start another), or None."""
-    if step == 0 or step > len(flow.steps) or flow.steps[step - 1].digest is None:
+    """The digest the run's sends from `step` on are rendered with: the one it opened at the
+    last `digest` step before them (closed, so that later runs start another), or None. Sends
+    after a `wait` or an `emit` that follows the digest get it too (the checker gives every
+    send after a digest step `events` and `count`)."""
+    earlier = [i for i in range(min(step, len(flow.steps))) if flow.steps[i].digest is not None]
+    if not earlier:
         return None
-    return tx.digest_close(_scope(run, step - 1), event_id, now)
+    return tx.digest_close(_scope(run, earlier[-1]), event_id, now)
 
 
 def paced_send(

@@ -99,7 +99,7 @@ def add_people_routes(
             and set(body) == {"ids"}
             and isinstance(body["ids"], list)
             and len(body["ids"]) <= MAX_IDS
-            and all(isinstance(i, int) and not isinstance(i, bool) for i in body["ids"])
+            and all(_an_id(i) for i in body["ids"])
         ):
             ids = body["ids"]
         else:
@@ -292,3 +292,8 @@ async def _events(
                 yield ": heartbeat\n\n"
     finally:
         runtime.inbox.unsubscribe(subscription)
+
+
+def _an_id(value: object) -> bool:
+    """An inbox item id: a positive integer that fits a 64-bit column on every store."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63

@@ -266,6 +266,12 @@ class Tx(Protocol):
 
     def step_statuses(self, run_id: int, step: int) -> list[str]: ...
 
+    def message_deliveries(
+        self, event_id: str, recipient: str, source: str, run_id: int | None, step: int | None
+    ) -> list[tuple[str, str, str | None, str | None]]:
+        """One message's deliveries to one recipient: (channel, status, reason, detail)."""
+        ...
+
     def run_read_at(self, run_id: int) -> float | None:
         """When an in-app item delivered by this flow run was first read; None: none was."""
         ...

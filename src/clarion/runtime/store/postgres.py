@@ -153,6 +153,10 @@ class _Pooled:
                 if attempt == 2:
                     raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
                 self.store.pool.check()
+            except psycopg.Error as exc:
+                # Not a lost connection (a read-only standby after a failover): no retry, but
+                # still the store's answer, a 503, never a 500.
+                raise StoreError(f"{self.store.url}: {self.store._say(exc)}") from None
         raise AssertionError("unreachable")
 
 

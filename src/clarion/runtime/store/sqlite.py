@@ -38,6 +38,7 @@ _RUN_COLUMNS = "id, flow, key, event_id, contact_id, status, step, due_at, creat
 T = TypeVar("T")
 _Job = tuple[Callable[["Tx"], Any], "Future[Any]", bool]
 MAX_GROUP = 512  # jobs per commit
+READY_WITHIN = 3.0  # seconds /readyz waits for its test write
 FAILED_WRITE_MEMORY = 5.0  # seconds a failed commit keeps the store unready (the Retry-After)
 
 MIGRATIONS: list[str] = [
@@ -402,7 +403,12 @@ class SQLiteStore:
             raise StoreError(f"{self.url}: {failed[1]}")
         # A real durable commit through the writer, as an event's would be: a full disk, a
         # file turned read-only or a size limit shows here, where a read would still pass.
-        self.write(_touch)
+        # Bounded: a stalled disk must not hold /readyz (and a thread of its pool) forever.
+        try:
+            self.submit(_touch).result(timeout=READY_WITHIN)
+        except TimeoutError:
+            late = f"a write did not commit within {READY_WITHIN:g} s"
+            raise StoreError(f"{self.url}: {late}") from None
 
     def next_due_at(self) -> float | None:
         row = (
@@ -1062,6 +1068,18 @@ class _SQLiteTx:
             )
         ]
 
+    def message_deliveries(
+        self, event_id: str, recipient: str, source: str, run_id: int | None, step: int | None
+    ) -> list[tuple[str, str, str | None, str | None]]:
+        return [
+            (str(channel), str(status), reason, detail)
+            for channel, status, reason, detail in self.conn.execute(
+                "SELECT channel, status, reason, detail FROM deliveries WHERE event_id = ? "
+                f"AND recipient = ? AND source = ? AND run_id {self.SAME} ? AND step {self.SAME} ?",
+                (event_id, recipient, source, run_id, step),
+            )
+        ]
+
     def run_read_at(self, run_id: int) -> float | None:
         row = self.conn.execute(
             "SELECT MIN(inbox.read_at) FROM inbox JOIN deliveries "
@@ -1125,7 +1143,7 @@ class _SQLiteTx:
                 found = conn.execute(
                     "SELECT id, delivery_id, due_at, delivery_id IS NULL OR "
                     "(SELECT status FROM deliveries WHERE id = digests.delivery_id) = 'pending' "
-                    "FROM digests WHERE scope = ? AND key = ? AND open = 1",
+                    f"FROM digests WHERE scope = ? AND key = ? AND open = 1{self.FOR_SHARE}",
                     (scope, key),
                 ).fetchone()
                 if found is not None:
