@@ -246,18 +246,12 @@ class _PostgresTx(_SQLiteTx):
         return super().insert_run(flow, key, event_id, contact_id, now)
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> list[int]:
-        recorded = super().complete(outcomes, now)
-        for o in outcomes:
-            if o.status != "sent":
-                self.notify.add((WORK, ""))
-            elif o.inbox is not None:
-                # Another sidecar may hold this recipient's open inbox streams.
-                row = self.conn.execute(
-                    "SELECT recipient FROM deliveries WHERE id = ?", (o.delivery_id,)
-                ).fetchone()
-                if row is not None:
-                    self.notify.add((INBOX, str(row[0])))
-        return recorded
+        if any(o.status != "sent" for o in outcomes):
+            self.notify.add((WORK, ""))  # a retry, or a parked run due again
+        return super().complete(outcomes, now)
+
+    def inbox_changed(self, recipient: str) -> None:
+        self.notify.add((INBOX, recipient))  # another sidecar may hold its open streams
 
 
 class PostgresStore(SQLiteStore):

@@ -909,6 +909,7 @@ class _SQLiteTx:
                     "WHERE recipient = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                     (number[1], number[1], keep),
                 )
+                self.inbox_changed(number[1])
         if parked:
             # A run parked on this send's outcome (its next step is an `emit`) looks again.
             self.conn.executemany(
@@ -923,6 +924,10 @@ class _SQLiteTx:
                 attempts,
             )
         return recorded
+
+    def inbox_changed(self, recipient: str) -> None:
+        """An in-app item was written for `recipient`: this process wakes its own streams once
+        the outcome is recorded; a shared store tells the other processes."""
 
     def update_each(
         self, statement: str, rows: Sequence[Sequence[Any]]
