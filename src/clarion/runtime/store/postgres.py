@@ -45,7 +45,6 @@ from clarion.runtime.store.base import (
     redact_url,
 )
 from clarion.runtime.store.sqlite import (
-    FAILED_WRITE_MEMORY,
     MIGRATIONS,
     SQLiteStore,
     StoreError,
@@ -457,9 +456,7 @@ class PostgresStore(SQLiteStore):
     def check_writable(self) -> None:
         """A write now, on a pooled connection, bounded in time: `/readyz` must answer soon
         even while the writers are still trying to reach the database."""
-        failed = self._failed
-        if failed is not None and time.monotonic() - failed[0] < FAILED_WRITE_MEMORY:
-            raise StoreError(f"{self.url}: {failed[1]}")
+        self.failed_lately()
         _Pooled(self, wait=PING_WAIT).execute("UPDATE schema_version SET version = version")
 
     def close(self) -> None:

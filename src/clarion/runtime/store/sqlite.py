@@ -395,12 +395,15 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from None
 
-    def check_writable(self) -> None:
-        # A commit that just failed counts for a while: the probe below is one small page,
-        # which may still fit where an event's commit did not (a nearly full disk).
+    def failed_lately(self) -> None:
+        """Raise for a commit that failed in the last FAILED_WRITE_MEMORY seconds: a probe of
+        one small page may still fit where an event's commit did not (a nearly full disk)."""
         failed = self._failed
         if failed is not None and time.monotonic() - failed[0] < FAILED_WRITE_MEMORY:
             raise StoreError(f"{self.url}: {failed[1]}")
+
+    def check_writable(self) -> None:
+        self.failed_lately()
         # A real durable commit through the writer, as an event's would be: a full disk, a
         # file turned read-only or a size limit shows here, where a read would still pass.
         # Bounded: a stalled disk must not hold /readyz (and a thread of its pool) forever.
