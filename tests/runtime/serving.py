@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -103,3 +104,13 @@ class Sidecar:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def only_timeouts_twice(sidecar: Sidecar, counts: collections.Counter[str]) -> None:
+    """Of events whose one delivery arrived `counts[id]` times at a sink: those that arrived
+    more than once had a send whose outcome was unknown (a `timeout`: a crash, a lease that ran
+    out), the only way at least once may send twice."""
+    for event_id in [event_id for event_id, n in counts.items() if n > 1]:
+        [delivery] = sidecar.event(event_id)["deliveries"]
+        results = [a["result"] for a in delivery["attempt_log"]]
+        assert "timeout" in results, (event_id, delivery)

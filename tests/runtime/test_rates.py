@@ -12,29 +12,14 @@ from pathlib import Path
 from clarion.runtime.store import open_store
 from clarion.runtime.store.base import Store, Tx
 from tests.runtime.serving import Sidecar
+from tests.runtime.test_serve import crash_config
 from tests.sinks import HttpSink
-
-
-def rated_config(folder: Path, http: HttpSink, rate: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "c.yaml").write_text(
-        "version: 1\n"
-        "defaults: {allow_private_targets: true}\n"  # the sink is on loopback
-        "events:\n"
-        "  tick: {description: A tick, data: {type: object}, example: {}}\n"
-        f"channels: {{push: {{address: url, rate: {rate}}}}}\n"
-        "recipients:\n"
-        f"  ops: {{push: {{device: pager, url: '{http.apprise_url('/pager')}'}}}}\n"
-    )
-    (folder / "templates").mkdir(exist_ok=True)
-    (folder / "templates" / "tick.push.j2").write_text("Subject: tick\n{{ event.id }}\n")
-    return folder
 
 
 def test_a_channel_rate_paces_every_worker_and_drops_nothing(tmp_path: Path) -> None:
     total, rate = 60, 20
     with HttpSink() as http:
-        config = rated_config(tmp_path / "config", http, f"{rate}/s")
+        config = crash_config(tmp_path / "config", http, f"{rate}/s")
         with Sidecar(config, tmp_path / "store.db", "--workers", "16") as sidecar:
             events = [{"type": "tick", "id": f"r{i:03d}", "data": {}} for i in range(total)]
             status, body = sidecar.post("/v1/events:batch", {"events": events})
@@ -105,7 +90,7 @@ def test_a_rate_holds_across_sidecars_sharing_a_postgresql_store(
 ) -> None:
     total, rate = 60, 20
     with HttpSink() as http:
-        config = rated_config(tmp_path / "config", http, f"{rate}/s")
+        config = crash_config(tmp_path / "config", http, f"{rate}/s")
         pair = [Sidecar(config, postgres_url, "--workers", "8") for _ in range(2)]
         try:
             for sidecar in pair:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.serving import Sidecar
+from tests.runtime.serving import Sidecar, only_timeouts_twice
 from tests.runtime.test_serve import crash_config
 from tests.sinks import HttpSink
 
@@ -67,14 +67,6 @@ def delivered_by(sidecar: Sidecar) -> float:
     return sum(float(value) for value in found)
 
 
-def only_timeouts_twice(fleet: list[Sidecar], counts: collections.Counter[str]) -> None:
-    """Sent twice only where a send's outcome was unknown (a lease that ran out)."""
-    for event_id in [event_id for event_id, n in counts.items() if n > 1]:
-        [delivery] = fleet[-1].event(event_id)["deliveries"]
-        results = [a["result"] for a in delivery["attempt_log"]]
-        assert "timeout" in results, (event_id, delivery)
-
-
 @pytest.mark.parametrize("size", [2, 4])
 def test_a_fleet_delivers_every_event_exactly_once(
     size: int, tmp_path: Path, postgres_url: str
@@ -121,7 +113,7 @@ def test_a_killed_sidecars_leased_work_is_done_by_the_others(
             assert len(http) < total, "the burst finished before the kill; nothing was tested"
             counts = arrivals(http, total, timeout=90)
             assert set(counts) == {e["id"] for e in events}
-            only_timeouts_twice([survivor], counts)
+            only_timeouts_twice(survivor, counts)
             released = survivor_timeouts(survivor, events)
             assert released, "no leased send of the killed sidecar was taken over"
         finally:
@@ -182,7 +174,7 @@ def test_sidecars_come_back_when_the_database_drops_their_connections(
             assert sum(terminated) >= 4, f"too few connections were dropped: {terminated}"
             counts = arrivals(http, total, timeout=120)
             assert set(counts) == {e["id"] for e in events}
-            only_timeouts_twice(fleet, counts)
+            only_timeouts_twice(fleet[-1], counts)
             for sidecar in fleet:
                 assert sidecar.get("/readyz")[0] == 200
         finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.serving import Sidecar
+from tests.runtime.serving import Sidecar, only_timeouts_twice
 from tests.sinks import HttpSink, SmtpSink
 
 PAYMENT_SCHEMA = {
@@ -231,14 +231,16 @@ def test_refuses_to_start_without_a_secret_or_token(tmp_path: Path) -> None:
     assert public.returncode == 2 and "CLARION_TOKEN" in public.stderr
 
 
-def crash_config(folder: Path, http: HttpSink) -> Path:
+def crash_config(folder: Path, http: HttpSink, rate: str | None = None) -> Path:
+    """One event type, `tick`, one push delivery to the sink (paced at `rate`, if given)."""
+    channel = "{address: url" + (f", rate: {rate}" if rate else "") + "}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "c.yaml").write_text(
         "version: 1\n"
         "defaults: {allow_private_targets: true}\n"  # the sink is on loopback
         "events:\n"
         "  tick: {description: A tick, data: {type: object}, example: {}}\n"
-        "channels: {push: {address: url}}\n"
+        f"channels: {{push: {channel}}}\n"
         "recipients:\n"
         f"  ops: {{push: {{device: pager, url: '{http.apprise_url('/pager')}'}}}}\n"
     )
@@ -281,11 +283,7 @@ def test_crash_mid_dispatch_loses_nothing(tmp_path: Path) -> None:
             time.sleep(0.5)  # let the last outcomes be recorded
             counts = collections.Counter((r.message or "").strip() for r in http.received)
             assert set(counts) == {e["id"] for e in events}
-            twice = [event_id for event_id, n in counts.items() if n > 1]
-            for event_id in twice:
-                [delivery] = sidecar.event(event_id)["deliveries"]
-                results = [a["result"] for a in delivery["attempt_log"]]
-                assert "timeout" in results, (event_id, delivery)
+            only_timeouts_twice(sidecar, counts)
             for event_id in [e["id"] for e in events[:: total // 20]]:
                 [delivery] = sidecar.event(event_id)["deliveries"]
                 assert delivery["status"] == "sent", delivery
